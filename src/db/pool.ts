@@ -1,0 +1,35 @@
+import pg from 'pg';
+
+// int8 (BIGINT) values such as sequence ids stay strings; counts are converted where read.
+export type Queryable = Pick<pg.Pool | pg.PoolClient | pg.Client, 'query'>;
+
+export interface PoolOptions {
+  connectionString: string;
+  applicationName: string;
+  max: number;
+  /** NOLOGIN role every connection switches to before its first query (least privilege). */
+  actAs?: string;
+}
+
+const ROLE_NAME = /^[a-z_][a-z0-9_]*$/;
+
+export function createPool(options: PoolOptions): pg.Pool {
+  if (options.actAs !== undefined && !ROLE_NAME.test(options.actAs)) {
+    throw new Error(`role name "${options.actAs}" is not a plain lowercase identifier`);
+  }
+  const pool = new pg.Pool({
+    connectionString: options.connectionString,
+    application_name: options.applicationName,
+    max: options.max,
+    idleTimeoutMillis: 30_000,
+    connectionTimeoutMillis: 10_000,
+  });
+  if (options.actAs) {
+    const setRole = `SET ROLE ${options.actAs}`;
+    // Queued before any other query on the new client, so no query ever runs as the login role.
+    pool.on('connect', (client) => {
+      client.query(setRole).catch((error: Error) => client.emit('error', error));
+    });
+  }
+  return pool;
+}

