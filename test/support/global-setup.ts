@@ -16,9 +16,13 @@ export default async function setup(project: TestProject) {
   const admin = new pg.Client({ connectionString: server.adminUrl });
   await admin.connect();
   try {
-    const version = await admin.query<{ v: string }>(`SELECT current_setting('server_version_num') AS v`);
+    const version = await admin.query<{ v: string }>(
+      `SELECT current_setting('server_version_num') AS v`,
+    );
     if (Number(version.rows[0]?.v) < 180000) {
-      throw new Error(`the test PostgreSQL (${server.source}) is not version 18: the suite needs PostgreSQL 18`);
+      throw new Error(
+        `the test PostgreSQL (${server.source}) is not version 18: the suite needs PostgreSQL 18`,
+      );
     }
     await admin.query(`DROP DATABASE IF EXISTS ${TEMPLATE_DATABASE} WITH (FORCE)`);
     await admin.query(`CREATE DATABASE ${TEMPLATE_DATABASE}`);

@@ -11,7 +11,9 @@ export async function expectSqlState(
   } catch (error) {
     caught = error;
   }
-  expect(caught, `expected SQLSTATE ${sqlState}, but the statement succeeded`).toBeInstanceOf(Error);
+  expect(caught, `expected SQLSTATE ${sqlState}, but the statement succeeded`).toBeInstanceOf(
+    Error,
+  );
   const error = caught as Error & { code: string };
   expect({ code: error.code, message: error.message }).toMatchObject({ code: sqlState });
   return error;

@@ -1,0 +1,22 @@
+import { Command } from 'commander';
+import { CliError } from './errors.ts';
+import { registerMigrateCommand } from './migrate.ts';
+import { registerSchemaCommand } from './schema.ts';
+
+const program = new Command()
+  .name('symphony-relay')
+  .description('Outbox relayer for payment instructions: PostgreSQL 18 outbox → payment rails')
+  .showHelpAfterError()
+  .configureOutput({ outputError: (text, write) => write(text) });
+
+registerMigrateCommand(program);
+registerSchemaCommand(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  const exitCode = error instanceof CliError ? error.exitCode : 1;
+  const message = error instanceof Error ? error.message : String(error);
+  process.stderr.write(`symphony-relay: ${message}\n`);
+  process.exitCode = exitCode;
+}

@@ -1,0 +1,292 @@
+import { readFileSync } from 'node:fs';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** How a dispatch ended, as recorded through `complete_outbox_attempt`. */
+export type DispatchOutcome = 'dispatched' | 'retryable' | 'failed';
+
+/** Why the worker loop woke up and tried to claim. */
+export type WakeupSource = 'notify' | 'poll' | 'scheduled_retry' | 'drain' | 'reconnect' | 'startup';
+
+export interface QueueStats {
+  pending: number;
+  due: number;
+  leased: number;
+  /** Age of the oldest item whose next_attempt_at has passed; null (or 0) when nothing is due. */
+  oldestDueAgeSeconds: number | null;
+}
+
+/** The counters `pg.Pool` exposes; a getter is read at scrape time, so the values are never stale. */
+export interface PoolStats {
+  totalCount: number;
+  idleCount: number;
+  waitingCount: number;
+}
+
+export interface RelayerMetricsOptions {
+  /** Reported as `symphony_relay_build_info{version}`; defaults to package.json's version. */
+  version?: string;
+  /** Read on every scrape; return undefined while no pool exists (e.g. before start). */
+  poolStats?: () => PoolStats | undefined;
+  /** Milliseconds since the epoch; injectable so tests control time instead of sleeping. */
+  clock?: () => number;
+}
+
+const PREFIX = 'symphony_relay_';
+
+// Rail calls are network round trips with a dispatch timeout of seconds: 5 ms up to a minute.
+const DISPATCH_DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+
+// End-to-end latency includes retries with backoff, so the tail reaches an hour.
+const ENQUEUE_TO_DISPATCH_BUCKETS = [
+  0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600,
+];
+
+/**
+ * Every Prometheus metric the relayer exports, on a registry of its own so that two
+ * relayers in one process (tests) never share or double-register series.
+ * The metric names are an interface: deploy/prometheus/alerts.yml and the README use them.
+ */
+export class RelayerMetrics {
+  readonly registry: Registry;
+
+  private readonly clock: () => number;
+  private lastTickMs: number | undefined;
+
+  private readonly itemsClaimed: Counter<'rail'>;
+  private readonly itemsCompleted: Counter<'rail' | 'outcome'>;
+  private readonly leasesLost: Counter<'rail'>;
+  private readonly dispatchDuration: Histogram<'rail' | 'outcome'>;
+  private readonly enqueueToDispatch: Histogram<'rail'>;
+  private readonly dispatchInFlight: Gauge;
+  private readonly dispatchSlotsFree: Gauge;
+  private readonly wakeups: Counter<'source'>;
+  private readonly leasesRepaired: Counter;
+  private readonly leasesReleased: Counter;
+  private readonly queuePending: Gauge;
+  private readonly queueDue: Gauge;
+  private readonly queueLeased: Gauge;
+  private readonly queueOldestDueAge: Gauge;
+  private readonly queueStatsTimestamp: Gauge;
+  private readonly listenerConnected: Gauge;
+  private readonly workerUp: Gauge;
+  private readonly loopLastTick: Gauge;
+
+  constructor(options: RelayerMetricsOptions = {}) {
+    this.clock = options.clock ?? Date.now;
+    const registry = new Registry();
+    this.registry = registry;
+    collectDefaultMetrics({ register: registry });
+    const registers = [registry];
+
+    this.itemsClaimed = new Counter({
+      name: `${PREFIX}items_claimed_total`,
+      help: 'Outbox items this worker claimed (leased) for dispatch.',
+      labelNames: ['rail'],
+      registers,
+    });
+    this.itemsCompleted = new Counter({
+      name: `${PREFIX}items_completed_total`,
+      help: 'Dispatch attempts whose outcome was recorded, by outcome (dispatched, retryable, failed).',
+      labelNames: ['rail', 'outcome'],
+      registers,
+    });
+    this.leasesLost = new Counter({
+      name: `${PREFIX}lease_lost_total`,
+      help: 'Completions refused with P7002 LEASE_LOST: another worker owns the item now.',
+      labelNames: ['rail'],
+      registers,
+    });
+    this.dispatchDuration = new Histogram({
+      name: `${PREFIX}dispatch_duration_seconds`,
+      help: 'Time spent in the rail adapter for one dispatch attempt.',
+      labelNames: ['rail', 'outcome'],
+      buckets: DISPATCH_DURATION_BUCKETS,
+      registers,
+    });
+    this.enqueueToDispatch = new Histogram({
+      name: `${PREFIX}enqueue_to_dispatch_seconds`,
+      help: "Time from an item's created_at to its successful dispatch, retries included.",
+      labelNames: ['rail'],
+      buckets: ENQUEUE_TO_DISPATCH_BUCKETS,
+      registers,
+    });
+    this.dispatchInFlight = new Gauge({
+      name: `${PREFIX}dispatch_in_flight`,
+      help: 'Dispatches currently running in this worker.',
+      registers,
+    });
+    this.dispatchSlotsFree = new Gauge({
+      name: `${PREFIX}dispatch_slots_free`,
+      help: 'Dispatch slots free in this worker; the claimer never leases more than this.',
+      registers,
+    });
+    this.wakeups = new Counter({
+      name: `${PREFIX}wakeups_total`,
+      help: 'Worker loop wakeups, by source (notify, poll, scheduled_retry, drain, reconnect, startup).',
+      labelNames: ['source'],
+      registers,
+    });
+    this.leasesRepaired = new Counter({
+      name: `${PREFIX}leases_repaired_total`,
+      help: 'Expired leases this worker requeued as ZOMBIE_REQUEUE (items held by crashed or stalled workers).',
+      registers,
+    });
+    this.leasesReleased = new Counter({
+      name: `${PREFIX}leases_released_total`,
+      help: 'Leases this worker released undispatched during graceful shutdown.',
+      registers,
+    });
+    this.queuePending = new Gauge({
+      name: `${PREFIX}queue_pending`,
+      help: 'Items in payment_outbox_pending at the last queue sample.',
+      registers,
+    });
+    this.queueDue = new Gauge({
+      name: `${PREFIX}queue_due`,
+      help: 'Pending items whose next_attempt_at has passed, at the last queue sample.',
+      registers,
+    });
+    this.queueLeased = new Gauge({
+      name: `${PREFIX}queue_leased`,
+      help: 'Pending items currently leased by some worker, at the last sample.',
+      registers,
+    });
+    this.queueOldestDueAge = new Gauge({
+      name: `${PREFIX}queue_oldest_due_age_seconds`,
+      help: 'How long the oldest due item has been waiting (0 when nothing is due), at the last sample.',
+      registers,
+    });
+    this.queueStatsTimestamp = new Gauge({
+      name: `${PREFIX}queue_stats_timestamp_seconds`,
+      help: 'Unix time of the last queue sample; a stale value means the queue gauges are stale too.',
+      registers,
+    });
+    this.listenerConnected = new Gauge({
+      name: `${PREFIX}listener_connected`,
+      help: '1 while the LISTEN outbox_pending connection is up, else 0 (the worker falls back to polling).',
+      registers,
+    });
+
+    const poolStats = options.poolStats;
+    new Gauge({
+      name: `${PREFIX}db_pool_connections`,
+      help: 'Database pool connections by state (total, idle, waiting clients).',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        const stats = poolStats?.();
+        if (!stats) return;
+        this.set({ state: 'total' }, stats.totalCount);
+        this.set({ state: 'idle' }, stats.idleCount);
+        this.set({ state: 'waiting' }, stats.waitingCount);
+      },
+    });
+
+    this.workerUp = new Gauge({
+      name: `${PREFIX}worker_up`,
+      help: '1 while the worker loop is running (between start and shutdown), else 0.',
+      registers,
+    });
+    this.loopLastTick = new Gauge({
+      name: `${PREFIX}loop_last_tick_timestamp_seconds`,
+      help: 'Unix time the worker loop last completed an iteration; /healthz fails when it is stale.',
+      registers,
+    });
+    new Gauge({
+      name: `${PREFIX}build_info`,
+      help: 'Always 1; the version label says which build is running.',
+      labelNames: ['version'],
+      registers,
+    }).set({ version: options.version ?? packageVersion() }, 1);
+  }
+
+  claimed(rail: string, count: number): void {
+    if (count > 0) this.itemsClaimed.inc({ rail }, count);
+  }
+
+  /**
+   * One recorded outcome. The enqueue-to-dispatch latency is observed for `dispatched` only:
+   * it measures how long a payment took to reach its rail, and observing it on every retry
+   * would count one payment several times.
+   */
+  completed(
+    rail: string,
+    outcome: DispatchOutcome,
+    dispatchSeconds: number,
+    enqueueToDispatchSeconds?: number,
+  ): void {
+    this.itemsCompleted.inc({ rail, outcome });
+    this.dispatchDuration.observe({ rail, outcome }, dispatchSeconds);
+    if (outcome === 'dispatched' && enqueueToDispatchSeconds !== undefined) {
+      this.enqueueToDispatch.observe({ rail }, Math.max(0, enqueueToDispatchSeconds));
+    }
+  }
+
+  /** A completion refused with P7002; not counted as completed, since nothing was recorded. */
+  leaseLost(rail: string): void {
+    this.leasesLost.inc({ rail });
+  }
+
+  wakeup(source: WakeupSource): void {
+    this.wakeups.inc({ source });
+  }
+
+  setSlots(inFlight: number, free: number): void {
+    this.dispatchInFlight.set(inFlight);
+    this.dispatchSlotsFree.set(free);
+  }
+
+  repaired(count: number): void {
+    if (count > 0) this.leasesRepaired.inc(count);
+  }
+
+  released(count: number): void {
+    if (count > 0) this.leasesReleased.inc(count);
+  }
+
+  setQueueStats(stats: QueueStats): void {
+    this.queuePending.set(stats.pending);
+    this.queueDue.set(stats.due);
+    this.queueLeased.set(stats.leased);
+    this.queueOldestDueAge.set(stats.oldestDueAgeSeconds ?? 0);
+    this.queueStatsTimestamp.set(this.clock() / 1000);
+  }
+
+  setListenerConnected(connected: boolean): void {
+    this.listenerConnected.set(connected ? 1 : 0);
+  }
+
+  setWorkerUp(up: boolean): void {
+    this.workerUp.set(up ? 1 : 0);
+  }
+
+  /** Called once per worker loop iteration; liveness is judged from it. */
+  tick(): void {
+    this.lastTickMs = this.clock();
+    this.loopLastTick.set(this.lastTickMs / 1000);
+  }
+
+  /** Milliseconds since the epoch of the last tick, or undefined before the first. */
+  get lastTickAt(): number | undefined {
+    return this.lastTickMs;
+  }
+
+  now(): number {
+    return this.clock();
+  }
+
+  /** The exposition text Prometheus scrapes. */
+  async text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}
+
+function packageVersion(): string {
+  const path = new URL('../../package.json', import.meta.url);
+  const manifest = JSON.parse(readFileSync(path, 'utf8')) as { version?: string };
+  return manifest.version ?? 'unknown';
+}
