@@ -1,6 +1,9 @@
 import { Command } from 'commander';
 import { CliError } from './errors.ts';
+import { registerLocalCommand } from './local.ts';
 import { registerMigrateCommand } from './migrate.ts';
+import { registerRolesCommand } from './roles.ts';
+import { registerRunCommand } from './run.ts';
 import { registerSchemaCommand } from './schema.ts';
 
 const program = new Command()
@@ -9,7 +12,10 @@ const program = new Command()
   .showHelpAfterError()
   .configureOutput({ outputError: (text, write) => write(text) });
 
+registerRunCommand(program);
+registerLocalCommand(program);
 registerMigrateCommand(program);
+registerRolesCommand(program);
 registerSchemaCommand(program);
 
 try {

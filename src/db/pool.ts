@@ -17,19 +17,15 @@ export function createPool(options: PoolOptions): pg.Pool {
   if (options.actAs !== undefined && !ROLE_NAME.test(options.actAs)) {
     throw new Error(`role name "${options.actAs}" is not a plain lowercase identifier`);
   }
-  const pool = new pg.Pool({
+  return new pg.Pool({
     connectionString: options.connectionString,
     application_name: options.applicationName,
     max: options.max,
     idleTimeoutMillis: 30_000,
     connectionTimeoutMillis: 10_000,
+    // `role` set as a startup parameter is SET ROLE performed by the server before the
+    // session accepts its first query: no query ever runs as the login role itself, and a
+    // login that may not act as the role cannot connect at all.
+    ...(options.actAs ? { options: `-c role=${options.actAs}` } : {}),
   });
-  if (options.actAs) {
-    const setRole = `SET ROLE ${options.actAs}`;
-    // Queued before any other query on the new client, so no query ever runs as the login role.
-    pool.on('connect', (client) => {
-      client.query(setRole).catch((error: Error) => client.emit('error', error));
-    });
-  }
-  return pool;
 }

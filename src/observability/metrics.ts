@@ -5,7 +5,8 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 export type DispatchOutcome = 'dispatched' | 'retryable' | 'failed';
 
 /** Why the worker loop woke up and tried to claim. */
-export type WakeupSource = 'notify' | 'poll' | 'scheduled_retry' | 'drain' | 'reconnect' | 'startup';
+export type WakeupSource =
+  'notify' | 'poll' | 'scheduled_retry' | 'drain' | 'reconnect' | 'startup';
 
 export interface QueueStats {
   pending: number;

@@ -40,7 +40,8 @@ export function parseHttpOptions(reader: RailOptionsReader): HttpRailOptions {
 }
 
 function parseUrl(reader: RailOptionsReader): string {
-  const expected = 'an http:// or https:// URL without user:password (send credentials in "headers")';
+  const expected =
+    'an http:// or https:// URL without user:password (send credentials in "headers")';
   const text = reader.string('url');
   let url: URL;
   try {
@@ -103,7 +104,11 @@ export class HttpRail implements RailAdapter {
       });
     } catch (error) {
       if (signal.aborted) return abortedOutcome(signal);
-      return { state: 'RETRYABLE', errorCode: 'NETWORK_ERROR', errorMessage: networkErrorText(error) };
+      return {
+        state: 'RETRYABLE',
+        errorCode: 'NETWORK_ERROR',
+        errorMessage: networkErrorText(error),
+      };
     }
     return this.outcomeOf(response);
   }
@@ -201,11 +206,15 @@ async function discardBody(response: Response): Promise<void> {
   await response.body?.cancel().catch(() => {});
 }
 
+const MAX_ERROR_TEXT = 300;
+
 function networkErrorText(error: unknown): string {
+  // fetch wraps the socket error ("fetch failed"); the cause says what actually happened.
   const cause = error instanceof Error ? error.cause : undefined;
+  let text = error instanceof Error ? error.message : 'the request to the rail failed';
   if (cause instanceof Error) {
     const code = (cause as NodeJS.ErrnoException).code;
-    return code ? `${code}: ${cause.message}` : cause.message;
+    text = code && !cause.message.includes(code) ? `${code}: ${cause.message}` : cause.message;
   }
-  return error instanceof Error ? error.message : 'the request to the rail failed';
+  return text.slice(0, MAX_ERROR_TEXT);
 }

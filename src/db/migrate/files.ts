@@ -4,7 +4,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** The migrations shipped with the package. */
-export const MIGRATIONS_DIR = fileURLToPath(new URL('../../../schema/migrations/', import.meta.url));
+export const MIGRATIONS_DIR = fileURLToPath(
+  new URL('../../../schema/migrations/', import.meta.url),
+);
 
 /** A file that must run outside a transaction says so on a line of its own. */
 export const NO_TRANSACTION_MARKER = '-- symphony:no-transaction';

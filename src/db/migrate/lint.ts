@@ -1,6 +1,7 @@
 import { splitStatements } from './sql-statements.ts';
 
-const TRANSACTION_CONTROL = /^(BEGIN|COMMIT|ROLLBACK|START\s+TRANSACTION|END|SAVEPOINT|RELEASE|ABORT)\b/i;
+const TRANSACTION_CONTROL =
+  /^(BEGIN|COMMIT|ROLLBACK|START\s+TRANSACTION|END|SAVEPOINT|RELEASE|ABORT)\b/i;
 
 export interface LintProblem {
   statement: string;

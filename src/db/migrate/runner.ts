@@ -129,11 +129,16 @@ async function applyInTransaction(client: pg.Client, file: MigrationFile): Promi
     await client.query('COMMIT');
   } catch (error) {
     await client.query('ROLLBACK');
-    throw failure(file, error, 'The transaction was rolled back; nothing from this file was applied.');
+    throw failure(
+      file,
+      error,
+      'The transaction was rolled back; nothing from this file was applied.',
+    );
   }
 }
 
-const CONCURRENT_INDEX = /CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+(?:IF\s+NOT\s+EXISTS\s+)?("?[\w.]+"?)/i;
+const CONCURRENT_INDEX =
+  /CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+(?:IF\s+NOT\s+EXISTS\s+)?("?[\w.]+"?)/i;
 
 /**
  * A CREATE INDEX CONCURRENTLY that failed half way leaves an INVALID index behind,
@@ -181,7 +186,10 @@ async function applyWithoutTransaction(client: pg.Client, file: MigrationFile): 
  * processes at once: a session advisory lock serialises them and each re-reads the
  * ledger after taking it, so every file is applied exactly once.
  */
-export async function migrate(connection: Connection, options: MigrateOptions = {}): Promise<MigrateResult> {
+export async function migrate(
+  connection: Connection,
+  options: MigrateOptions = {},
+): Promise<MigrateResult> {
   const files = await readMigrationFiles(options.dir ?? MIGRATIONS_DIR);
   files.forEach(assertLintClean);
   return withClient(connection, async (client) => {

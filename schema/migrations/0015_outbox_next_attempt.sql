@@ -1,0 +1,19 @@
+-- 0015_outbox_next_attempt.sql
+-- outbox_next_attempt_at: the earliest next_attempt_at among unleased rows (NULL when
+-- there are none), so an idle worker can sleep exactly until the next scheduled retry
+-- instead of polling. Leased rows are left out: their expiry is repair's business.
+-- Served by ix_pending_due (0007) in next_attempt_at order.
+CREATE FUNCTION public.outbox_next_attempt_at()
+RETURNS timestamptz
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, public
+AS $$
+  SELECT min(p.next_attempt_at)
+    FROM public.payment_outbox_pending p
+   WHERE p.lease_token IS NULL;
+$$;
+
+REVOKE ALL ON FUNCTION public.outbox_next_attempt_at() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION public.outbox_next_attempt_at() TO symphony_executor;

@@ -1,0 +1,103 @@
+import type pg from 'pg';
+import { isSqlState, SqlState, sqlStateOf } from '../db/errors.ts';
+import { createPool } from '../db/pool.ts';
+import type { RuntimeRole } from '../db/roles.ts';
+import { redactUrl } from '../observability/logger.ts';
+import { CliError } from './errors.ts';
+
+export interface SessionOptions {
+  connectionString: string;
+  /** The command name, for application_name and messages ("enqueue", "status"). */
+  command: string;
+  /** Runtime role to SET ROLE to on connect; omitted = act as the login itself (owner tasks). */
+  actAs?: RuntimeRole;
+}
+
+/**
+ * Runs `work` on one connection that acts as `actAs`, then closes it. A one-shot command
+ * needs exactly one connection, and keeping the same one for the whole command means the
+ * role check below covers every query it runs.
+ */
+export async function withDatabaseSession<T>(
+  options: SessionOptions,
+  work: (db: pg.PoolClient) => Promise<T>,
+): Promise<T> {
+  const pool = createPool({
+    connectionString: options.connectionString,
+    applicationName: `symphony-relay ${options.command}`,
+    max: 1,
+    actAs: options.actAs,
+  });
+  // createPool reports a failed SET ROLE as an 'error' event on the client. Without a
+  // listener that event would crash the process with a stack trace instead of a message.
+  let setRoleError: Error | undefined;
+  pool.on('connect', (client) => client.on('error', (error) => (setRoleError ??= error)));
+  pool.on('error', () => undefined);
+
+  let client: pg.PoolClient;
+  try {
+    client = await pool.connect();
+  } catch (error) {
+    await pool.end();
+    throw new CliError(
+      `${options.command}: cannot connect to ${redactUrl(options.connectionString)}: ${describe(error)}`,
+    );
+  }
+  try {
+    if (options.actAs) await assertActingAs(client, options, () => setRoleError);
+    return await work(client);
+  } finally {
+    client.release();
+    await pool.end();
+  }
+}
+
+/**
+ * Proves the SET ROLE took effect before anything else runs: if it failed, the command's
+ * queries would otherwise run as the login role itself, with whatever that role inherits.
+ */
+async function assertActingAs(
+  client: pg.PoolClient,
+  options: SessionOptions,
+  setRoleError: () => Error | undefined,
+): Promise<void> {
+  const { rows } = await client.query<{ acting_as: string; login: string }>(
+    'SELECT current_user AS acting_as, session_user AS login',
+  );
+  const row = rows[0];
+  const failure = setRoleError();
+  if (failure || row?.acting_as !== options.actAs) {
+    const reason = failure ? `${describe(failure)}` : `the session acts as "${row?.acting_as}"`;
+    throw new CliError(
+      `${options.command}: login role "${row?.login}" cannot act as ${options.actAs} (${reason}). ` +
+        `Use a login that is a member of ${options.actAs}, e.g. one made with ` +
+        `'symphony-relay roles create-login --acts-as ${options.actAs}'`,
+    );
+  }
+}
+
+/**
+ * A database failure as one line for the operator: the server's message with its SQLSTATE,
+ * plus what to do about the common causes. Never includes DETAIL, which can echo row values
+ * (payloads).
+ */
+export function databaseFailure(command: string, role: string | undefined, error: unknown): Error {
+  if (error instanceof CliError) return error;
+  const code = sqlStateOf(error);
+  if (code === undefined) return error instanceof Error ? error : new Error(String(error));
+  let advice = '';
+  if (isSqlState(error, SqlState.InsufficientPrivilege)) {
+    advice = role
+      ? `; ${role} lacks a privilege this command needs: check that every migration is applied ('symphony-relay migrate')`
+      : '; connect as the schema owner or a member of the role this command needs';
+  } else if (code === '42P01' || code === '42883') {
+    advice = "; the schema is missing objects: run 'symphony-relay migrate' first";
+  }
+  return new CliError(`${command} failed in the database: ${describe(error)}${advice}`);
+}
+
+function describe(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  const code = sqlStateOf(error);
+  return code ? `${message} (SQLSTATE ${code})` : message;
+}

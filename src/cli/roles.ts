@@ -1,0 +1,51 @@
+import type { Command } from 'commander';
+import pg from 'pg';
+import { ensureLoginRole, RUNTIME_ROLES, type RuntimeRole } from '../db/roles.ts';
+import { CliError, requireDatabaseUrl } from './errors.ts';
+
+export const LOGIN_PASSWORD_VARIABLE = 'SYMPHONY_LOGIN_PASSWORD';
+
+export function registerRolesCommand(program: Command): void {
+  const roles = program
+    .command('roles')
+    .description('database login roles for the relayer and producers');
+  roles
+    .command('create-login')
+    .description(
+      `create (or re-key) a LOGIN role that can only act as one runtime role; the password is read from $${LOGIN_PASSWORD_VARIABLE} and never printed`,
+    )
+    .requiredOption('--name <name>', 'login role name, e.g. symphony_relay_login')
+    .option('--acts-as <role>', `runtime role (${RUNTIME_ROLES.join(', ')})`, 'symphony_executor')
+    .option(
+      '--database-url <url>',
+      'connection string of a role allowed to create roles (default: $DATABASE_URL)',
+    )
+    .action(async (options: { name: string; actsAs: string; databaseUrl?: string }) => {
+      const url = requireDatabaseUrl(
+        options.databaseUrl ?? process.env.DATABASE_URL,
+        'roles create-login',
+      );
+      const password = process.env[LOGIN_PASSWORD_VARIABLE];
+      if (!password) {
+        throw new CliError(
+          `${LOGIN_PASSWORD_VARIABLE} is not set: put the new login's password there`,
+          2,
+        );
+      }
+      const client = new pg.Client({
+        connectionString: url,
+        application_name: 'symphony-relay roles',
+      });
+      await client.connect();
+      try {
+        const result = await ensureLoginRole(client, {
+          name: options.name,
+          password,
+          actsAs: options.actsAs as RuntimeRole,
+        });
+        console.log(`${result} login role ${options.name}; it can act only as ${options.actsAs}`);
+      } finally {
+        await client.end();
+      }
+    });
+}

@@ -1,0 +1,68 @@
+/**
+ * SQLSTATEs the schema raises on purpose (SPEC §2.3) and the built-in ones it relies on.
+ * Code compares against these names, never against string literals.
+ */
+export const SqlState = {
+  /** Role boundary: a role tried something it was not granted. */
+  InsufficientPrivilege: '42501',
+  /** Append-only / immutability violation; the message starts with the invariant id. */
+  AppendOnlyViolation: 'P0001',
+  /** PostgreSQL 18 or newer required. */
+  UnsupportedServerVersion: 'P7001',
+  /** Completion refused: lease missing, expired, or held by another worker or token. */
+  LeaseLost: 'P7002',
+  /** Completion with a state other than DISPATCHED, RETRYABLE or FAILED. */
+  InvalidCompletionState: 'P7003',
+  PolicyInvalidTransition: 'P7101',
+  PolicyDeleteForbidden: 'P7102',
+  PolicyLastActive: 'P7103',
+  RevocationTokenHashFormat: 'P7201',
+  AttestationHashChain: 'P7301',
+  UniqueViolation: '23505',
+  CheckViolation: '23514',
+  ForeignKeyViolation: '23503',
+  NotNullViolation: '23502',
+  InvalidTextRepresentation: '22P02',
+  /** A function argument or setting (e.g. symphony.outbox_retry_ceiling) is out of range. */
+  InvalidParameterValue: '22023',
+} as const;
+
+export type SqlStateCode = (typeof SqlState)[keyof typeof SqlState];
+
+const SQLSTATE_FORMAT = /^[0-9A-Z]{5}$/;
+
+/** The SQLSTATE of a pg error (or of an error wrapping one in `cause`), else undefined. */
+export function sqlStateOf(error: unknown): string | undefined {
+  let current: unknown = error;
+  for (let depth = 0; depth < 5 && current && typeof current === 'object'; depth += 1) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === 'string' && SQLSTATE_FORMAT.test(code)) return code;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+export function isSqlState(error: unknown, code: SqlStateCode | string): boolean {
+  return sqlStateOf(error) === code;
+}
+
+/**
+ * complete_outbox_attempt refused the outcome because this worker no longer holds the
+ * lease: another worker owns the item now. Log and count it; never retry the completion.
+ */
+export class LeaseLostError extends Error {
+  readonly code = SqlState.LeaseLost;
+
+  constructor(
+    readonly outboxId: string,
+    readonly workerId: string,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      `lease lost: outbox item ${outboxId} is no longer leased to worker ${workerId} ` +
+        '(expired, repaired or reclaimed); its outcome was not recorded by this worker',
+      options,
+    );
+    this.name = 'LeaseLostError';
+  }
+}

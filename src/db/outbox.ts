@@ -1,0 +1,237 @@
+/**
+ * The one place that calls the outbox SQL functions: one typed wrapper per function.
+ * Callers get camelCase objects; ids stay strings (uuid, and bigint sequence ids, which
+ * could exceed Number.MAX_SAFE_INTEGER); counts become numbers.
+ */
+import { isSqlState, LeaseLostError, SqlState } from './errors.ts';
+import type { Queryable } from './pool.ts';
+
+export interface EnqueueRequest {
+  instructionId: string;
+  participantId: string;
+  idempotencyKey: string;
+  railType: string;
+  /** Must be a JSON object; anything else is refused by the schema (23514). */
+  payload: Record<string, unknown>;
+}
+
+export interface EnqueueResult {
+  outboxId: string;
+  sequenceId: string;
+  createdAt: Date;
+  /** 'PENDING' while queued, else the terminal attempt's state ('DISPATCHED' or 'FAILED'). */
+  state: string;
+}
+
+export interface ClaimedItem {
+  outboxId: string;
+  instructionId: string;
+  participantId: string;
+  sequenceId: string;
+  idempotencyKey: string;
+  railType: string;
+  payload: Record<string, unknown>;
+  attemptCount: number;
+  leaseToken: string;
+  leaseExpiresAt: Date;
+  createdAt: Date;
+}
+
+export type CompletionState = 'DISPATCHED' | 'RETRYABLE' | 'FAILED';
+
+export interface Completion {
+  outboxId: string;
+  leaseToken: string;
+  state: CompletionState;
+  railReference?: string | null;
+  railCode?: string | null;
+  errorCode?: string | null;
+  errorMessage?: string | null;
+  latencyMs?: number | null;
+  /** Delay before a RETRYABLE item is due again; the schema enforces at least 1 second. */
+  retryDelaySeconds?: number | null;
+}
+
+export interface CompletionResult {
+  attemptNo: number;
+  /** May differ from the requested state: RETRYABLE at the retry ceiling becomes FAILED. */
+  state: CompletionState;
+}
+
+export interface RepairedItem {
+  outboxId: string;
+  attemptNo: number;
+}
+
+export interface LeasedItemRef {
+  outboxId: string;
+  leaseToken: string;
+}
+
+export interface QueueStats {
+  pending: number;
+  due: number;
+  leased: number;
+  oldestDueAgeSeconds: number | null;
+}
+
+export async function enqueuePaymentOutbox(
+  db: Queryable,
+  request: EnqueueRequest,
+): Promise<EnqueueResult> {
+  const { rows } = await db.query<{
+    outbox_id: string;
+    sequence_id: string;
+    created_at: Date;
+    state: string;
+  }>(
+    'SELECT outbox_id, sequence_id, created_at, state FROM public.enqueue_payment_outbox($1, $2, $3, $4, $5::jsonb)',
+    // Serialised here: pg would turn a JS array into a Postgres array literal, not JSON.
+    [
+      request.instructionId,
+      request.participantId,
+      request.idempotencyKey,
+      request.railType,
+      JSON.stringify(request.payload),
+    ],
+  );
+  const row = singleRow(rows, 'enqueue_payment_outbox');
+  return {
+    outboxId: row.outbox_id,
+    sequenceId: row.sequence_id,
+    createdAt: row.created_at,
+    state: row.state,
+  };
+}
+
+interface ClaimedRow {
+  outbox_id: string;
+  instruction_id: string;
+  participant_id: string;
+  sequence_id: string;
+  idempotency_key: string;
+  rail_type: string;
+  payload: Record<string, unknown>;
+  attempt_count: number;
+  lease_token: string;
+  lease_expires_at: Date;
+  created_at: Date;
+}
+
+/** Leases up to batchSize due items to workerId. A batch size of 0 claims nothing without a round trip. */
+export async function claimOutboxBatch(
+  db: Queryable,
+  options: { batchSize: number; workerId: string; leaseSeconds: number },
+): Promise<ClaimedItem[]> {
+  if (options.batchSize === 0) return [];
+  const { rows } = await db.query<ClaimedRow>(
+    `SELECT outbox_id, instruction_id, participant_id, sequence_id, idempotency_key, rail_type,
+            payload, attempt_count, lease_token, lease_expires_at, created_at
+       FROM public.claim_outbox_batch($1, $2, $3)`,
+    [options.batchSize, options.workerId, options.leaseSeconds],
+  );
+  return rows.map((row) => ({
+    outboxId: row.outbox_id,
+    instructionId: row.instruction_id,
+    participantId: row.participant_id,
+    sequenceId: row.sequence_id,
+    idempotencyKey: row.idempotency_key,
+    railType: row.rail_type,
+    payload: row.payload,
+    attemptCount: row.attempt_count,
+    leaseToken: row.lease_token,
+    leaseExpiresAt: row.lease_expires_at,
+    createdAt: row.created_at,
+  }));
+}
+
+/** Records one outcome under the lease. Throws LeaseLostError (P7002) when the lease is gone. */
+export async function completeOutboxAttempt(
+  db: Queryable,
+  workerId: string,
+  completion: Completion,
+): Promise<CompletionResult> {
+  try {
+    const { rows } = await db.query<{ attempt_no: number; state: CompletionState }>(
+      `SELECT attempt_no, state::text AS state
+         FROM public.complete_outbox_attempt($1, $2, $3, $4::public.outbox_attempt_state, $5, $6, $7, $8, $9, $10)`,
+      [
+        completion.outboxId,
+        completion.leaseToken,
+        workerId,
+        completion.state,
+        completion.railReference ?? null,
+        completion.railCode ?? null,
+        completion.errorCode ?? null,
+        completion.errorMessage ?? null,
+        completion.latencyMs ?? null,
+        completion.retryDelaySeconds ?? null,
+      ],
+    );
+    const row = singleRow(rows, 'complete_outbox_attempt');
+    return { attemptNo: row.attempt_no, state: row.state };
+  } catch (error) {
+    if (isSqlState(error, SqlState.LeaseLost)) {
+      throw new LeaseLostError(completion.outboxId, workerId, { cause: error });
+    }
+    throw error;
+  }
+}
+
+/** Requeues (or, at the retry ceiling, fails) up to batchSize items whose lease expired. */
+export async function repairExpiredLeases(
+  db: Queryable,
+  options: { batchSize: number; workerId: string },
+): Promise<RepairedItem[]> {
+  const { rows } = await db.query<{ outbox_id: string; attempt_no: number }>(
+    'SELECT outbox_id, attempt_no FROM public.repair_expired_leases($1, $2)',
+    [options.batchSize, options.workerId],
+  );
+  return rows.map((row) => ({ outboxId: row.outbox_id, attemptNo: row.attempt_no }));
+}
+
+/** Hands back undispatched items still leased to workerId; returns the ids actually released. */
+export async function releaseOutboxLeases(
+  db: Queryable,
+  workerId: string,
+  items: readonly LeasedItemRef[],
+): Promise<string[]> {
+  if (items.length === 0) return [];
+  const { rows } = await db.query<{ outbox_id: string }>(
+    'SELECT outbox_id FROM public.release_outbox_leases($1, $2::uuid[], $3::uuid[])',
+    [workerId, items.map((item) => item.outboxId), items.map((item) => item.leaseToken)],
+  );
+  return rows.map((row) => row.outbox_id);
+}
+
+/** Earliest next_attempt_at among unleased items, or null when there are none. */
+export async function outboxNextAttemptAt(db: Queryable): Promise<Date | null> {
+  const { rows } = await db.query<{ next_attempt_at: Date | null }>(
+    'SELECT public.outbox_next_attempt_at() AS next_attempt_at',
+  );
+  return rows[0]?.next_attempt_at ?? null;
+}
+
+export async function outboxQueueStats(db: Queryable): Promise<QueueStats> {
+  const { rows } = await db.query<{
+    pending: string;
+    due: string;
+    leased: string;
+    oldest_due_age_seconds: number | null;
+  }>('SELECT pending, due, leased, oldest_due_age_seconds FROM public.outbox_queue_stats()');
+  const row = singleRow(rows, 'outbox_queue_stats');
+  return {
+    pending: Number(row.pending),
+    due: Number(row.due),
+    leased: Number(row.leased),
+    oldestDueAgeSeconds: row.oldest_due_age_seconds,
+  };
+}
+
+function singleRow<T>(rows: T[], functionName: string): T {
+  const row = rows[0];
+  if (rows.length !== 1 || row === undefined) {
+    throw new Error(`${functionName} returned ${rows.length} rows where exactly one was expected`);
+  }
+  return row;
+}

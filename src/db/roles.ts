@@ -1,0 +1,57 @@
+import type { Queryable } from './pool.ts';
+
+/** The NOLOGIN roles created by 0003_roles.sql that a login role may act as. */
+export const RUNTIME_ROLES = [
+  'symphony_executor',
+  'symphony_ingest',
+  'symphony_readonly',
+  'symphony_auditor',
+  'symphony_control',
+] as const;
+export type RuntimeRole = (typeof RUNTIME_ROLES)[number];
+
+const LOGIN_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+
+export interface LoginRoleSpec {
+  name: string;
+  password: string;
+  actsAs: RuntimeRole;
+}
+
+/**
+ * Creates (or re-keys) a LOGIN role that owns nothing and can only SET ROLE to one runtime
+ * role: NOINHERIT plus a membership granted WITH INHERIT FALSE, so even a forgotten SET ROLE
+ * leaves the connection with no privileges at all. Utility statements cannot take bind
+ * parameters, so the statement is built server-side with format() and %I/%L quoting.
+ */
+export async function ensureLoginRole(
+  db: Queryable,
+  spec: LoginRoleSpec,
+): Promise<'created' | 'updated'> {
+  if (!LOGIN_NAME.test(spec.name) || spec.name.startsWith('symphony_')) {
+    throw new Error(
+      `login role name "${spec.name}" is invalid: use lowercase letters, digits and underscores ` +
+        '(max 63, not starting with a digit or "symphony_", which is reserved for runtime roles)',
+    );
+  }
+  if (!RUNTIME_ROLES.includes(spec.actsAs)) {
+    throw new Error(`cannot act as "${spec.actsAs}": expected one of ${RUNTIME_ROLES.join(', ')}`);
+  }
+  if (spec.password.length < 12) {
+    throw new Error('the login password is too short: use at least 12 characters');
+  }
+  const exists = await db.query('SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1', [
+    spec.name,
+  ]);
+  const verb = exists.rowCount ? 'ALTER' : 'CREATE';
+  const { rows } = await db.query<{ create: string; grant: string }>(
+    `SELECT format('${verb} ROLE %I LOGIN NOINHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD %L', $1::text, $2::text) AS create,
+            format('GRANT %I TO %I WITH INHERIT FALSE, SET TRUE', $3::text, $1::text) AS grant`,
+    [spec.name, spec.password, spec.actsAs],
+  );
+  const statements = rows[0];
+  if (!statements) throw new Error('format() returned nothing');
+  await db.query(statements.create);
+  await db.query(statements.grant);
+  return exists.rowCount ? 'updated' : 'created';
+}

@@ -1,0 +1,77 @@
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import { enqueuePaymentOutbox } from '../db/outbox.ts';
+import { createPool } from '../db/pool.ts';
+
+export interface DemoProducerOptions {
+  /** Login role allowed to act as symphony_ingest. */
+  connectionString: string;
+  itemsPerSecond: number;
+  railType: string;
+  logger: Logger;
+}
+
+const PARTICIPANTS = ['bank-za-001', 'momo-ke-002', 'bank-ng-003', 'momo-gh-004', 'bank-zm-005'];
+const TICKS_PER_SECOND = 10;
+
+/**
+ * A steady flow of payment instructions through enqueue_payment_outbox, acting as
+ * symphony_ingest exactly as an upstream service would: it can enqueue and nothing else.
+ */
+export function startDemoProducer(options: DemoProducerOptions): { stop(): Promise<void> } {
+  const pool = createPool({
+    connectionString: options.connectionString,
+    applicationName: 'symphony-relay demo producer',
+    max: 2,
+    actAs: 'symphony_ingest',
+  });
+  let owed = 0;
+  let busy = false;
+  let sequence = 0;
+  const timer = setInterval(() => {
+    owed += options.itemsPerSecond / TICKS_PER_SECOND;
+    if (busy) return;
+    busy = true;
+    const count = Math.floor(owed);
+    owed -= count;
+    void enqueueMany(count)
+      .catch((error: Error) =>
+        options.logger.error(
+          { event: 'demo_enqueue_failed', err: { message: error.message } },
+          'demo enqueue failed',
+        ),
+      )
+      .finally(() => {
+        busy = false;
+      });
+  }, 1000 / TICKS_PER_SECOND);
+
+  async function enqueueMany(count: number): Promise<void> {
+    for (let i = 0; i < count; i += 1) {
+      sequence += 1;
+      const participantId = PARTICIPANTS[sequence % PARTICIPANTS.length] ?? 'bank-za-001';
+      await enqueuePaymentOutbox(pool, {
+        instructionId: `demo-${randomUUID()}`,
+        participantId,
+        idempotencyKey: `demo-key-${sequence}`,
+        railType: options.railType,
+        payload: {
+          amount: {
+            value: (Math.floor(Math.random() * 1_000_000) / 100).toFixed(2),
+            currency: 'ZAR',
+          },
+          debtor: `acct-${participantId}`,
+          creditor: `acct-${sequence % 97}`,
+          purpose: 'demo payment',
+        },
+      });
+    }
+  }
+
+  return {
+    async stop() {
+      clearInterval(timer);
+      await pool.end();
+    },
+  };
+}

@@ -1,0 +1,143 @@
+import { abortedOutcome, timeoutReason } from './abort.ts';
+import type { DispatchOutcome, DispatchRequest, RailAdapter } from './rail.ts';
+
+export type DispatchInput = Omit<DispatchRequest, 'signal'>;
+export type TimedDispatchOutcome = DispatchOutcome & { latencyMs: number };
+
+export interface RailLookup {
+  get(railType: string): RailAdapter | undefined;
+  railTypes(): string[];
+}
+
+export interface DispatchOptions {
+  /** Hard upper bound; the lease is sized to outlast it (see config). */
+  timeoutMs: number;
+  /** Aborted by the relayer when the shutdown grace period ends. */
+  signal?: AbortSignal;
+}
+
+const MAX_ERROR_MESSAGE = 500;
+
+/**
+ * Delivers one item and always comes back with an outcome, within `timeoutMs`: an unknown
+ * rail_type is FAILED, an adapter that throws, returns garbage, or hangs (even one that
+ * ignores its abort signal) is RETRYABLE. Every claimed item therefore reaches completion;
+ * a late answer from an adapter after its timeout is discarded, and the redelivery carries
+ * the same idempotency key.
+ */
+export async function dispatchSafely(
+  registry: RailLookup,
+  request: DispatchInput,
+  options: DispatchOptions,
+): Promise<TimedDispatchOutcome> {
+  const started = performance.now();
+  const outcome = await settle(registry, request, options);
+  return { ...outcome, latencyMs: Math.max(0, Math.round(performance.now() - started)) };
+}
+
+async function settle(
+  registry: RailLookup,
+  request: DispatchInput,
+  options: DispatchOptions,
+): Promise<DispatchOutcome> {
+  const adapter = registry.get(request.railType);
+  if (!adapter) {
+    const known = registry.railTypes();
+    return {
+      state: 'FAILED',
+      errorCode: 'UNKNOWN_RAIL',
+      errorMessage: `no rail adapter is configured for rail_type ${JSON.stringify(request.railType)} (configured: ${known.length ? known.join(', ') : 'none'}); add it to SYMPHONY_RAILS`,
+    };
+  }
+
+  const controller = new AbortController();
+  if (options.signal?.aborted) return abortedOutcome(options.signal);
+  const forwardAbort = () => controller.abort(options.signal?.reason);
+  options.signal?.addEventListener('abort', forwardAbort, { once: true });
+
+  // Resolves when the deadline passes or the relayer aborts, whether or not the adapter
+  // notices its signal: a hung adapter must not hold a claimed item past its lease.
+  const cutShort = new Promise<DispatchOutcome>((resolve) => {
+    controller.signal.addEventListener('abort', () => resolve(abortedOutcome(controller.signal)), {
+      once: true,
+    });
+  });
+  const timer = setTimeout(
+    () => controller.abort(timeoutReason(`the dispatch exceeded ${options.timeoutMs} ms`)),
+    options.timeoutMs,
+  );
+  const delivered = callAdapter(adapter, { ...request, signal: controller.signal });
+
+  try {
+    return await Promise.race([delivered, cutShort]);
+  } finally {
+    clearTimeout(timer);
+    options.signal?.removeEventListener('abort', forwardAbort);
+  }
+}
+
+/** Never rejects: a throw (sync or async) or a malformed outcome becomes RETRYABLE. */
+async function callAdapter(
+  adapter: RailAdapter,
+  request: DispatchRequest,
+): Promise<DispatchOutcome> {
+  try {
+    return validOutcome(await adapter.dispatch(request));
+  } catch (error) {
+    return {
+      state: 'RETRYABLE',
+      errorCode: errorClassName(error),
+      errorMessage: errorText(error),
+    };
+  }
+}
+
+/** Rebuilds the outcome from known fields only, so nothing odd reaches the database. */
+function validOutcome(outcome: unknown): DispatchOutcome {
+  const candidate = (outcome ?? {}) as Partial<Record<string, unknown>>;
+  const railCode = typeof candidate.railCode === 'string' ? { railCode: candidate.railCode } : {};
+  if (candidate.state === 'DISPATCHED') {
+    const reference = candidate.railReference;
+    const railReference = typeof reference === 'string' && reference.length > 0 ? reference : null;
+    return { state: 'DISPATCHED', railReference, ...railCode };
+  }
+  const errorCode = candidate.errorCode;
+  if (
+    (candidate.state === 'RETRYABLE' || candidate.state === 'FAILED') &&
+    typeof errorCode === 'string' &&
+    errorCode.length > 0
+  ) {
+    const errorMessage =
+      typeof candidate.errorMessage === 'string'
+        ? { errorMessage: truncate(candidate.errorMessage) }
+        : {};
+    if (candidate.state === 'FAILED')
+      return { state: 'FAILED', errorCode, ...errorMessage, ...railCode };
+    const hint = candidate.retryAfterMs;
+    const retryAfterMs =
+      typeof hint === 'number' && Number.isFinite(hint) && hint >= 0 ? { retryAfterMs: hint } : {};
+    return { state: 'RETRYABLE', errorCode, ...errorMessage, ...retryAfterMs, ...railCode };
+  }
+  return {
+    state: 'RETRYABLE',
+    errorCode: 'INVALID_OUTCOME',
+    errorMessage: 'the rail adapter returned something that is not a dispatch outcome',
+  };
+}
+
+function errorClassName(error: unknown): string {
+  if (error instanceof Error) {
+    const className = error.constructor?.name;
+    return className && className !== 'Object' ? className : error.name || 'Error';
+  }
+  return 'NON_ERROR_THROWN';
+}
+
+function errorText(error: unknown): string {
+  return truncate(error instanceof Error ? error.message : typeof error === 'string' ? error : '');
+}
+
+function truncate(text: string): string {
+  const oneLine = text.replace(/\s+/g, ' ').trim();
+  return oneLine.length > MAX_ERROR_MESSAGE ? `${oneLine.slice(0, MAX_ERROR_MESSAGE)}…` : oneLine;
+}

@@ -1,0 +1,106 @@
+import { ConfigError } from '../config-error.ts';
+import { HttpRail, parseHttpOptions, type HttpRailOptions } from './http.ts';
+import { isPlainObject, RailOptionsReader } from './options.ts';
+import type { RailAdapter } from './rail.ts';
+import { parseSandboxOptions, SandboxRail, type SandboxRailOptions } from './sandbox.ts';
+
+export type RailSpec =
+  ({ type: 'sandbox' } & SandboxRailOptions) | ({ type: 'http' } & HttpRailOptions);
+
+/** rail_type (as stored on outbox items) → adapter settings. */
+export type RailsConfig = Record<string, RailSpec>;
+
+export const DEFAULT_RAILS_JSON = '{"sandbox":{"type":"sandbox"}}';
+
+const RAIL_KEY = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/;
+const RAIL_TYPES = ['sandbox', 'http'] as const;
+
+/**
+ * Validates the rails configuration (the parsed JSON of SYMPHONY_RAILS or the file named by
+ * SYMPHONY_RAILS_FILE). `source` names the variable in error messages.
+ */
+export function parseRailsConfig(raw: unknown, source = 'SYMPHONY_RAILS'): RailsConfig {
+  if (!isPlainObject(raw)) {
+    throw new ConfigError(
+      source,
+      `${source} is invalid: expected a JSON object of rail_type → { "type": "sandbox" | "http", ... }`,
+    );
+  }
+  const rails: RailsConfig = {};
+  for (const [key, entry] of Object.entries(raw)) {
+    if (!RAIL_KEY.test(key)) {
+      throw new ConfigError(
+        source,
+        `${source} rail ${JSON.stringify(key.slice(0, 80))} is invalid: a rail_type is 1-64 letters, digits, "_", ".", ":" or "-", starting with a letter or digit`,
+      );
+    }
+    if (!isPlainObject(entry)) {
+      throw new ConfigError(
+        source,
+        `${source} rail ${JSON.stringify(key)} is invalid: expected a JSON object with "type"`,
+      );
+    }
+    const reader = new RailOptionsReader(source, key, entry);
+    switch (entry.type) {
+      case 'sandbox':
+        rails[key] = { type: 'sandbox', ...parseSandboxOptions(reader) };
+        break;
+      case 'http':
+        rails[key] = { type: 'http', ...parseHttpOptions(reader) };
+        break;
+      default:
+        reader.fail('type', `one of ${RAIL_TYPES.map((t) => `"${t}"`).join(', ')}`);
+    }
+  }
+  return rails;
+}
+
+/** Adapters keyed by the rail_type of the outbox items they deliver. */
+export class RailRegistry {
+  private readonly adapters: ReadonlyMap<string, RailAdapter>;
+
+  constructor(adapters: Iterable<[string, RailAdapter]>) {
+    this.adapters = new Map(adapters);
+  }
+
+  get(railType: string): RailAdapter | undefined {
+    return this.adapters.get(railType);
+  }
+
+  railTypes(): string[] {
+    return [...this.adapters.keys()].sort();
+  }
+
+  /** Closes every adapter that holds resources; one failing close does not skip the others. */
+  async close(): Promise<void> {
+    const results = await Promise.allSettled(
+      [...this.adapters.values()].map(async (adapter) => adapter.close?.()),
+    );
+    const failure = results.find((result) => result.status === 'rejected');
+    if (failure) throw (failure as PromiseRejectedResult).reason;
+  }
+}
+
+/** Builds the registry; accepts validated config or raw JSON (validated here). */
+export function buildRailRegistry(railsConfig: unknown, source = 'SYMPHONY_RAILS'): RailRegistry {
+  const rails = parseRailsConfig(railsConfig, source);
+  return new RailRegistry(
+    Object.entries(rails).map(([railType, spec]): [string, RailAdapter] => [
+      railType,
+      createAdapter(spec),
+    ]),
+  );
+}
+
+function createAdapter(spec: RailSpec): RailAdapter {
+  switch (spec.type) {
+    case 'sandbox': {
+      const { type: _type, ...options } = spec;
+      return new SandboxRail(options);
+    }
+    case 'http': {
+      const { type: _type, ...options } = spec;
+      return new HttpRail(options);
+    }
+  }
+}

@@ -1,0 +1,263 @@
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import {
+  claimOutboxBatch,
+  outboxNextAttemptAt,
+  outboxQueueStats,
+  releaseOutboxLeases,
+  repairExpiredLeases,
+} from '../db/outbox.ts';
+import type { RelayerMetrics } from '../observability/metrics.ts';
+import type { Readiness } from '../observability/server.ts';
+import type { RailRegistry } from '../rails/registry.ts';
+import type { RetryPolicy } from './backoff.ts';
+import { Completer } from './completer.ts';
+import { Dispatcher } from './dispatcher.ts';
+import { Ticker } from './ticker.ts';
+import { Wakeup, type WakeSource } from './wakeup.ts';
+
+export interface RelayerOptions {
+  /** Pool whose connections act as the executor role (see createPool's actAs). */
+  pool: pg.Pool;
+  /** LISTEN connection string, or null for poll-only mode. */
+  listenConnectionString: string | null;
+  workerId: string;
+  concurrency: number;
+  batchSize: number;
+  leaseSeconds: number;
+  dispatchTimeoutMs: number;
+  pollIntervalMs: number;
+  repairIntervalMs: number;
+  repairBatchSize: number;
+  queueStatsIntervalMs: number;
+  shutdownGraceMs: number;
+  retry: RetryPolicy;
+  rails: RailRegistry;
+  logger: Logger;
+  metrics: RelayerMetrics;
+}
+
+type State = 'idle' | 'running' | 'stopping' | 'stopped';
+
+export interface ShutdownReport {
+  /** In-flight dispatches finished within the grace period (none had to be aborted). */
+  drainedInTime: boolean;
+  released: number;
+}
+
+/**
+ * Assembles the worker: wake-ups trigger a claim loop that never claims more than free
+ * dispatch slots; dispatches run on those slots and record their outcome through the
+ * lease-fenced completion; background tickers repair expired leases and sample queue depth.
+ */
+export class Relayer {
+  private state: State = 'idle';
+  private readonly dispatcher: Dispatcher;
+  private readonly wakeup: Wakeup;
+  private readonly repairer: Ticker;
+  private readonly queueSampler: Ticker;
+  private pumping: Promise<void> | undefined;
+  private pumpRequested = false;
+  /** The last claim came back full or stopped for lack of slots: more work is likely waiting. */
+  private backlog = false;
+  private databaseReachable = true;
+
+  constructor(private readonly options: RelayerOptions) {
+    const { logger, metrics } = options;
+    const completer = new Completer({
+      pool: options.pool,
+      workerId: options.workerId,
+      retry: options.retry,
+      logger,
+      metrics,
+    });
+    this.dispatcher = new Dispatcher({
+      concurrency: options.concurrency,
+      dispatchTimeoutMs: options.dispatchTimeoutMs,
+      rails: options.rails,
+      completer,
+      logger,
+      metrics,
+      onSlotFreed: () => {
+        if (this.backlog) this.wake('drain');
+      },
+    });
+    this.wakeup = new Wakeup({
+      listenConnectionString: options.listenConnectionString,
+      pollIntervalMs: options.pollIntervalMs,
+      logger,
+      onWake: (source) => this.wake(source),
+      onListenerState: (connected) => metrics.setListenerConnected(connected),
+    });
+    this.repairer = new Ticker(
+      options.repairIntervalMs,
+      () => this.repair(),
+      (error) => this.backgroundError('repair', error),
+    );
+    this.queueSampler = new Ticker(
+      options.queueStatsIntervalMs,
+      () => this.sampleQueue(),
+      (error) => this.backgroundError('queue_stats', error),
+      0.1,
+    );
+  }
+
+  async start(): Promise<void> {
+    if (this.state !== 'idle') throw new Error(`relayer cannot start from state ${this.state}`);
+    const { logger, metrics, workerId } = this.options;
+    await this.wakeup.start();
+    this.state = 'running';
+    metrics.setWorkerUp(true);
+    metrics.setSlots(0, this.options.concurrency);
+    metrics.tick();
+    this.repairer.start();
+    this.queueSampler.start();
+    logger.info(
+      {
+        event: 'worker_started',
+        workerId,
+        concurrency: this.options.concurrency,
+        pollOnly: this.wakeup.pollOnly,
+        rails: this.options.rails.railTypes(),
+      },
+      'relayer started',
+    );
+    void this.queueSampler.runNow();
+    this.wake('startup');
+  }
+
+  /** Stop claiming; finish (or, after the grace period, abort) in-flight work; release the rest. */
+  async stop(): Promise<ShutdownReport> {
+    if (this.state !== 'running') return { drainedInTime: true, released: 0 };
+    const { logger, metrics, workerId } = this.options;
+    this.state = 'stopping';
+    logger.info(
+      { event: 'worker_stopping', inFlight: this.dispatcher.inFlight() },
+      'relayer stopping',
+    );
+    await this.wakeup.stop();
+    await this.pumping;
+    const unstarted = this.dispatcher.takeUnstarted();
+    const released = await this.release(unstarted);
+    const drainedInTime = await this.dispatcher.drain(this.options.shutdownGraceMs);
+    if (!drainedInTime) {
+      logger.warn(
+        { event: 'grace_period_over', graceMs: this.options.shutdownGraceMs },
+        'in-flight dispatches outlived the grace period; aborted and recorded as RETRYABLE',
+      );
+    }
+    await Promise.all([this.repairer.stop(), this.queueSampler.stop()]);
+    metrics.setWorkerUp(false);
+    metrics.setSlots(0, 0);
+    this.state = 'stopped';
+    logger.info({ event: 'worker_stopped', workerId, released, drainedInTime }, 'relayer stopped');
+    return { drainedInTime, released };
+  }
+
+  readiness(): Readiness {
+    const checks = [
+      { name: 'shutdown', ok: this.state === 'running', detail: `state ${this.state}` },
+      { name: 'database', ok: this.databaseReachable },
+      {
+        name: 'listener',
+        ok: this.wakeup.pollOnly || this.wakeup.listenerConnected,
+        detail: this.wakeup.pollOnly ? 'poll-only mode' : undefined,
+      },
+    ];
+    return { ready: checks.every((check) => check.ok), checks };
+  }
+
+  private wake(source: WakeSource): void {
+    if (this.state !== 'running') return;
+    this.options.metrics.wakeup(source);
+    this.options.metrics.tick();
+    if (this.pumping) {
+      this.pumpRequested = true;
+      return;
+    }
+    this.pumping = this.pump().finally(() => {
+      this.pumping = undefined;
+      if (this.pumpRequested && this.state === 'running') this.wake('drain');
+    });
+  }
+
+  /** Claims while batches come back full and slots are free; then sleeps until the next retry. */
+  private async pump(): Promise<void> {
+    const { pool, workerId, leaseSeconds, batchSize, metrics, logger } = this.options;
+    this.pumpRequested = false;
+    try {
+      for (;;) {
+        if (this.state !== 'running') return;
+        const free = this.dispatcher.freeSlots();
+        if (free === 0) {
+          this.backlog = true;
+          return;
+        }
+        const wanted = Math.min(free, batchSize);
+        const items = await claimOutboxBatch(pool, { batchSize: wanted, workerId, leaseSeconds });
+        this.databaseReachable = true;
+        metrics.tick();
+        const byRail = new Map<string, number>();
+        for (const item of items) byRail.set(item.railType, (byRail.get(item.railType) ?? 0) + 1);
+        for (const [rail, count] of byRail) metrics.claimed(rail, count);
+        // A stop that began during the claim must not strand these leases.
+        this.dispatcher.submit(items);
+        this.backlog = items.length === wanted;
+        if (!this.backlog) break;
+        metrics.wakeup('drain');
+      }
+      const next = await outboxNextAttemptAt(pool);
+      if (next && next.getTime() > Date.now()) this.wakeup.scheduleAt(next);
+    } catch (error) {
+      this.databaseReachable = false;
+      logger.error(
+        { event: 'claim_failed', err: { message: (error as Error).message } },
+        'claiming failed; retrying on the next wake-up',
+      );
+    }
+  }
+
+  private async release(items: { outboxId: string; leaseToken: string }[]): Promise<number> {
+    if (items.length === 0) return 0;
+    const released = await releaseOutboxLeases(
+      this.options.pool,
+      this.options.workerId,
+      items,
+    ).catch((error: Error) => {
+      this.options.logger.error(
+        { event: 'release_failed', count: items.length, err: { message: error.message } },
+        'could not release unstarted leases; they will expire and be repaired',
+      );
+      return [];
+    });
+    this.options.metrics.released(released.length);
+    return released.length;
+  }
+
+  private async repair(): Promise<void> {
+    const { pool, workerId, repairBatchSize, metrics, logger } = this.options;
+    const repaired = await repairExpiredLeases(pool, { batchSize: repairBatchSize, workerId });
+    metrics.repaired(repaired.length);
+    if (repaired.length > 0) {
+      logger.warn(
+        { event: 'leases_repaired', count: repaired.length },
+        'requeued items whose lease expired (a worker crashed or stalled)',
+      );
+      this.wake('drain');
+    }
+  }
+
+  private async sampleQueue(): Promise<void> {
+    const stats = await outboxQueueStats(this.options.pool);
+    this.databaseReachable = true;
+    this.options.metrics.setQueueStats(stats);
+  }
+
+  private backgroundError(task: string, error: unknown): void {
+    this.databaseReachable = false;
+    this.options.logger.error(
+      { event: `${task}_failed`, err: { message: (error as Error).message } },
+      `${task} failed; will try again on its next run`,
+    );
+  }
+}

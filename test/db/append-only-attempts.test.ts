@@ -1,0 +1,55 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { completeOutboxAttempt } from '../../src/db/outbox.ts';
+import { freshDatabase } from '../support/database.ts';
+import { enqueueAndClaim, readAttempts } from '../support/outbox-fixtures.ts';
+import { expectSqlState } from '../support/sqlstate.ts';
+
+// Runs as the owner, which holds every table privilege: the trigger is what refuses.
+const db = await freshDatabase();
+let outboxId = '';
+
+beforeAll(async () => {
+  const [item] = await enqueueAndClaim(db.owner, 1, { workerId: 'w' });
+  if (!item) throw new Error('fixture claimed nothing');
+  outboxId = item.outboxId;
+  await completeOutboxAttempt(db.owner, 'w', { outboxId, leaseToken: item.leaseToken, state: 'DISPATCHED' });
+});
+
+describe('INV-ATTEMPTS-APPEND-ONLY: payment_outbox_attempts refuses every change to history (P0001)', () => {
+  it.each([
+    ['UPDATE', `UPDATE public.payment_outbox_attempts SET state = 'FAILED'`],
+    ['DELETE', 'DELETE FROM public.payment_outbox_attempts'],
+    ['TRUNCATE', 'TRUNCATE public.payment_outbox_attempts'],
+  ])('%s', async (operation, sql) => {
+    const error = await expectSqlState(db.owner.query(sql), 'P0001');
+    expect(error.message).toMatch(/^INV-ATTEMPTS-APPEND-ONLY: /);
+    expect(error.message).toContain(operation);
+    expect(await readAttempts(db.owner, [outboxId])).toMatchObject([{ state: 'DISPATCHED' }]);
+  });
+});
+
+describe('INV-ATTEMPTS-NO-DISPATCHING: no attempt is ever recorded as DISPATCHING', () => {
+  it('an insert with state DISPATCHING is refused with 23514', async () => {
+    await expectSqlState(
+      db.owner.query(
+        `INSERT INTO public.payment_outbox_attempts (
+           outbox_id, instruction_id, participant_id, sequence_id, idempotency_key, rail_type, payload,
+           attempt_no, state)
+         VALUES (uuidv7(), 'i', 'p', 1, 'k', 'sandbox', '{}', 1, 'DISPATCHING')`,
+      ),
+      '23514',
+    );
+  });
+
+  it('a non-object payload in an attempt is refused with 23514', async () => {
+    await expectSqlState(
+      db.owner.query(
+        `INSERT INTO public.payment_outbox_attempts (
+           outbox_id, instruction_id, participant_id, sequence_id, idempotency_key, rail_type, payload,
+           attempt_no, state)
+         VALUES (uuidv7(), 'i', 'p', 1, 'k', 'sandbox', '[]', 1, 'FAILED')`,
+      ),
+      '23514',
+    );
+  });
+});

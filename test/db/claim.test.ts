@@ -1,0 +1,209 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type pg from 'pg';
+import { claimOutboxBatch, completeOutboxAttempt, type ClaimedItem } from '../../src/db/outbox.ts';
+import { LeaseLostError } from '../../src/db/errors.ts';
+import { freshDatabase } from '../support/database.ts';
+import {
+  closeAll,
+  connectMany,
+  emptyQueue,
+  enqueueAndClaim,
+  enqueueItems,
+  expireLeases,
+  readPending,
+} from '../support/outbox-fixtures.ts';
+import { expectSqlState } from '../support/sqlstate.ts';
+
+const db = await freshDatabase();
+let clients: pg.Client[] = [];
+
+beforeAll(async () => {
+  clients = await connectMany(db, 8);
+});
+afterAll(async () => {
+  await closeAll(clients);
+});
+beforeEach(async () => {
+  await emptyQueue(db.owner);
+});
+
+async function drain(client: pg.Client, workerId: string): Promise<ClaimedItem[]> {
+  const claimed: ClaimedItem[] = [];
+  for (;;) {
+    const batch = await claimOutboxBatch(client, { batchSize: 25, workerId, leaseSeconds: 300 });
+    if (batch.length === 0) return claimed;
+    claimed.push(...batch);
+  }
+}
+
+describe('claim_outbox_batch', () => {
+  it('INV-CLAIM-EXACTLY-ONCE: 8 concurrent claimers over 1,000 due rows claim every row exactly once', async () => {
+    const ids = await enqueueItems(db.owner, 1000);
+    const perWorker = await Promise.all(
+      clients.map((client, index) => drain(client, `claimer-${index}`)),
+    );
+
+    const claimedIds = perWorker.flat().map((item) => item.outboxId);
+    expect(claimedIds).toHaveLength(1000);
+    expect(new Set(claimedIds)).toEqual(new Set(ids));
+    // Every row is leased to the worker that received it, with the token it received.
+    const { rows } = await db.owner.query<{
+      outbox_id: string;
+      claimed_by: string;
+      lease_token: string;
+    }>('SELECT outbox_id, claimed_by, lease_token FROM public.payment_outbox_pending');
+    const holder = new Map(rows.map((row) => [row.outbox_id, row]));
+    perWorker.forEach((items, index) => {
+      for (const item of items) {
+        expect(holder.get(item.outboxId)).toEqual({
+          outbox_id: item.outboxId,
+          claimed_by: `claimer-${index}`,
+          lease_token: item.leaseToken,
+        });
+      }
+    });
+  });
+
+  it('returns every column the relayer needs, including created_at', async () => {
+    const [id] = await enqueueItems(db.owner, 1, { prefix: 'columns' });
+    const [item] = await claimOutboxBatch(db.owner, {
+      batchSize: 10,
+      workerId: 'w',
+      leaseSeconds: 30,
+    });
+    expect(item).toMatchObject({
+      outboxId: id,
+      instructionId: 'columns-1',
+      participantId: 'columns-participant',
+      sequenceId: '1',
+      idempotencyKey: 'key-1',
+      railType: 'sandbox',
+      payload: { n: 1 },
+      attemptCount: 0,
+    });
+    expect(item?.createdAt).toBeInstanceOf(Date);
+    expect(item?.leaseExpiresAt).toBeInstanceOf(Date);
+    expect(item?.leaseToken).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  it('INV-CLAIM-DUE-ONLY: rows not yet due are never returned', async () => {
+    const ids = await enqueueItems(db.owner, 5);
+    await db.owner.query(
+      `UPDATE public.payment_outbox_pending SET next_attempt_at = now() + interval '1 hour' WHERE outbox_id = ANY($1::uuid[])`,
+      [ids.slice(0, 3)],
+    );
+    const claimed = await claimOutboxBatch(db.owner, {
+      batchSize: 100,
+      workerId: 'w',
+      leaseSeconds: 30,
+    });
+    expect(new Set(claimed.map((item) => item.outboxId))).toEqual(new Set(ids.slice(3)));
+  });
+
+  it('INV-CLAIM-LIVE-LEASE-EXCLUSIVE: a row under a live lease is never returned, to any worker', async () => {
+    await enqueueAndClaim(db.owner, 3, { workerId: 'holder', leaseSeconds: 300 });
+    for (const [index, client] of clients.entries()) {
+      expect(
+        await claimOutboxBatch(client, {
+          batchSize: 100,
+          workerId: `other-${index}`,
+          leaseSeconds: 30,
+        }),
+      ).toEqual([]);
+    }
+  });
+
+  it('INV-CLAIM-EXPIRED-LEASE-RECLAIMABLE: an expired lease is claimable and the old token is fenced off (P7002)', async () => {
+    const [stale] = await enqueueAndClaim(db.owner, 1, { workerId: 'crashed', leaseSeconds: 300 });
+    if (!stale) throw new Error('fixture claimed nothing');
+    await expireLeases(db.owner, [stale.outboxId]);
+
+    const [fresh] = await claimOutboxBatch(db.owner, {
+      batchSize: 10,
+      workerId: 'rescuer',
+      leaseSeconds: 300,
+    });
+    expect(fresh?.outboxId).toBe(stale.outboxId);
+    expect(fresh?.leaseToken).not.toBe(stale.leaseToken);
+
+    const error = await expectSqlState(
+      completeOutboxAttempt(db.owner, 'crashed', {
+        outboxId: stale.outboxId,
+        leaseToken: stale.leaseToken,
+        state: 'DISPATCHED',
+      }),
+      'P7002',
+    );
+    expect(error).toBeInstanceOf(LeaseLostError);
+    expect(await readPending(db.owner, stale.outboxId)).toMatchObject({ claimed_by: 'rescuer' });
+  });
+
+  it('INV-PENDING-LEASE-ALL-OR-NOTHING: a half-set lease is refused with 23514', async () => {
+    const [id] = await enqueueItems(db.owner, 1);
+    for (const assignment of [
+      `claimed_by = 'w'`,
+      `lease_token = uuidv7()`,
+      `lease_expires_at = now()`,
+      `claimed_by = 'w', lease_token = uuidv7()`,
+    ]) {
+      await expectSqlState(
+        db.owner.query(
+          `UPDATE public.payment_outbox_pending SET ${assignment} WHERE outbox_id = $1`,
+          [id],
+        ),
+        '23514',
+      );
+    }
+  });
+
+  it('refuses a non-positive batch size or lease, and an empty worker id, with 22023', async () => {
+    await expectSqlState(
+      claimOutboxBatch(db.owner, { batchSize: -1, workerId: 'w', leaseSeconds: 30 }),
+      '22023',
+    );
+    await expectSqlState(
+      claimOutboxBatch(db.owner, { batchSize: 10, workerId: 'w', leaseSeconds: 0 }),
+      '22023',
+    );
+    await expectSqlState(
+      claimOutboxBatch(db.owner, { batchSize: 10, workerId: ' ', leaseSeconds: 30 }),
+      '22023',
+    );
+    // Zero free slots claims nothing and never reaches the database.
+    expect(
+      await claimOutboxBatch(db.owner, { batchSize: 0, workerId: 'w', leaseSeconds: 30 }),
+    ).toEqual([]);
+  });
+
+  it('INV-CLAIM-USES-DUE-INDEX: on 100k rows the claim scan uses ix_pending_due', async () => {
+    await db.owner.query(
+      `INSERT INTO public.payment_outbox_pending
+         (instruction_id, participant_id, sequence_id, idempotency_key, rail_type, payload, next_attempt_at)
+       SELECT 'bulk-' || g, 'bulk-participant-' || (g % 50), g, 'key-' || g, 'sandbox', '{}'::jsonb,
+              now() - (g % 3600) * interval '1 second' + (g % 7) * interval '1 hour'
+         FROM generate_series(1, 100000) AS g`,
+    );
+    await db.owner.query('ANALYZE public.payment_outbox_pending');
+
+    // The same SELECT as the `due` CTE of claim_outbox_batch (asserted against its source below).
+    const dueSelect = `SELECT d.outbox_id
+      FROM public.payment_outbox_pending d
+     WHERE d.next_attempt_at <= now()
+       AND (d.lease_expires_at IS NULL OR d.lease_expires_at <= now())
+     ORDER BY d.next_attempt_at, d.created_at
+     LIMIT 100
+     FOR UPDATE SKIP LOCKED`;
+    const { rows: source } = await db.owner.query<{ src: string }>(
+      `SELECT prosrc AS src FROM pg_proc WHERE oid = 'public.claim_outbox_batch(int, text, int)'::regprocedure`,
+    );
+    const normalise = (sql: string) => sql.replace(/\s+/g, ' ').replace(/LIMIT \S+/, 'LIMIT n');
+    expect(normalise(source[0]?.src ?? '')).toContain(normalise(dueSelect));
+
+    const { rows } = await db.owner.query<{ 'QUERY PLAN': unknown }>(
+      `EXPLAIN (FORMAT JSON) ${dueSelect}`,
+    );
+    const plan = JSON.stringify(rows[0]?.['QUERY PLAN']);
+    expect(plan).toContain('"Index Name":"ix_pending_due"');
+    expect(plan).not.toContain('"Node Type":"Seq Scan"');
+  });
+});

@@ -1,0 +1,101 @@
+import { describe, expect, it } from 'vitest';
+import { freshDatabase } from '../support/database.ts';
+import { expectSqlState } from '../support/sqlstate.ts';
+
+const db = await freshDatabase();
+
+describe('INV-ENV-PG18: the schema only applies to PostgreSQL 18 or newer (P7001)', () => {
+  it('the check passes on this server at the 0001 threshold', async () => {
+    await db.owner.query('SELECT public.assert_server_version(180000)');
+  });
+
+  it('the same check with a threshold above the server refuses with P7001 and says why', async () => {
+    const error = await expectSqlState(db.owner.query('SELECT public.assert_server_version(190000)'), 'P7001');
+    expect(error.message).toContain('server_version_num >= 190000');
+    expect(error.message).toMatch(/but this server is 18\.\d+ \(server_version_num 18\d{4}\)/);
+  });
+
+  it('0001 calls the check with 180000 before creating anything', async () => {
+    const { rows } = await db.owner.query<{ version: string }>(
+      `SELECT version FROM public.schema_migrations WHERE version = '0001'`,
+    );
+    expect(rows).toHaveLength(1);
+    const { readFile } = await import('node:fs/promises');
+    const sql = await readFile(new URL('../../schema/migrations/0001_init.sql', import.meta.url), 'utf8');
+    const call = sql.indexOf('SELECT public.assert_server_version(180000);');
+    expect(call).toBeGreaterThan(0);
+    expect(sql.indexOf('CREATE TYPE')).toBeGreaterThan(call);
+    expect(sql.indexOf('CREATE TABLE')).toBeGreaterThan(call);
+  });
+});
+
+describe('INV-IDS-UUIDV7: ids default to the built-in pg_catalog.uuidv7()', () => {
+  it('defaults call uuidv7() and no public.uuidv7 shadows it', async () => {
+    const { rows } = await db.owner.query<{ column: string; definition: string }>(
+      `SELECT c.relname || '.' || a.attname AS column, pg_get_expr(d.adbin, d.adrelid) AS definition
+         FROM pg_attrdef d
+         JOIN pg_class c ON c.oid = d.adrelid
+         JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+        WHERE (c.relname, a.attname) IN (('payment_outbox_pending', 'outbox_id'), ('payment_outbox_attempts', 'attempt_id'))
+        ORDER BY 1`,
+    );
+    expect(rows).toEqual([
+      { column: 'payment_outbox_attempts.attempt_id', definition: 'uuidv7()' },
+      { column: 'payment_outbox_pending.outbox_id', definition: 'uuidv7()' },
+    ]);
+    const { rows: shadows } = await db.owner.query(
+      `SELECT p.oid FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE p.proname = 'uuidv7' AND n.nspname <> 'pg_catalog'`,
+    );
+    expect(shadows).toEqual([]);
+  });
+
+  it('generated ids are version 7', async () => {
+    const { rows } = await db.owner.query<{ version: number }>(
+      `SELECT uuid_extract_version(e.outbox_id) AS version
+         FROM public.enqueue_payment_outbox('env-i', 'env-p', 'env-k', 'sandbox', '{}') e`,
+    );
+    expect(rows[0]?.version).toBe(7);
+  });
+});
+
+describe('schema shape the invariants rely on', () => {
+  it('INV-ATTEMPTS-NO-FK: attempts carry no foreign key to pending (terminal outcomes delete pending rows)', async () => {
+    const { rows } = await db.owner.query(
+      `SELECT conname FROM pg_constraint
+        WHERE conrelid = 'public.payment_outbox_attempts'::regclass AND contype = 'f'`,
+    );
+    expect(rows).toEqual([]);
+  });
+
+  it('every outbox function is SECURITY DEFINER with search_path pinned to pg_catalog, public', async () => {
+    const { rows } = await db.owner.query<{ name: string; definer: boolean; config: string[] | null }>(
+      `SELECT p.proname AS name, p.prosecdef AS definer, p.proconfig AS config
+         FROM pg_proc p
+        WHERE p.pronamespace = 'public'::regnamespace
+          AND p.proname IN ('bump_participant_outbox_seq', 'enqueue_payment_outbox', 'claim_outbox_batch',
+                            'complete_outbox_attempt', 'repair_expired_leases', 'outbox_retry_ceiling',
+                            'release_outbox_leases', 'outbox_next_attempt_at', 'outbox_queue_stats')
+        ORDER BY 1`,
+    );
+    expect(rows.length).toBeGreaterThanOrEqual(6);
+    for (const row of rows) {
+      expect(row, row.name).toMatchObject({ definer: true, config: ['search_path=pg_catalog, public'] });
+    }
+  });
+
+  it('payment_outbox_pending carries fillfactor 80 and its own autovacuum settings', async () => {
+    const { rows } = await db.owner.query<{ options: string[] }>(
+      `SELECT reloptions AS options FROM pg_class WHERE oid = 'public.payment_outbox_pending'::regclass`,
+    );
+    expect(rows[0]?.options).toContain('fillfactor=80');
+    expect(rows[0]?.options.some((option) => option.startsWith('autovacuum_vacuum_scale_factor='))).toBe(true);
+  });
+
+  it('the concurrently built lease-expiry index exists and is valid', async () => {
+    const { rows } = await db.owner.query<{ valid: boolean }>(
+      `SELECT indisvalid AS valid FROM pg_index WHERE indexrelid = 'public.ix_pending_lease_expiry'::regclass`,
+    );
+    expect(rows).toEqual([{ valid: true }]);
+  });
+});

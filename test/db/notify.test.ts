@@ -1,0 +1,90 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type pg from 'pg';
+import { enqueuePaymentOutbox, releaseOutboxLeases } from '../../src/db/outbox.ts';
+import { freshDatabase } from '../support/database.ts';
+import { NotificationRecorder } from '../support/notification-recorder.ts';
+import { closeAll, connectMany, enqueueAndClaim, enqueueItems, uniquePrefix } from '../support/outbox-fixtures.ts';
+
+const CHANNEL = 'outbox_pending';
+const db = await freshDatabase();
+let listener: pg.Client;
+let writer: pg.Client;
+let prober: pg.Client;
+let recorder: NotificationRecorder;
+
+beforeAll(async () => {
+  [listener, writer, prober] = (await connectMany(db, 3)) as [pg.Client, pg.Client, pg.Client];
+  recorder = await NotificationRecorder.listen(listener, CHANNEL);
+});
+afterAll(async () => {
+  await closeAll([listener, writer, prober]);
+});
+beforeEach(async () => {
+  await recorder.sync(prober);
+  recorder.clear();
+});
+
+function enqueueOne(client: pg.Client) {
+  const prefix = uniquePrefix('notify');
+  return enqueuePaymentOutbox(client, {
+    instructionId: `${prefix}-instruction`,
+    participantId: `${prefix}-participant`,
+    idempotencyKey: `${prefix}-key`,
+    railType: 'sandbox',
+    payload: { a: 1 },
+  });
+}
+
+describe('INV-NOTIFY-ON-COMMIT: NOTIFY outbox_pending wakes workers when work is committed', () => {
+  it('nothing before commit, one empty-payload notification after it', async () => {
+    await writer.query('BEGIN');
+    try {
+      await enqueueOne(writer);
+      await recorder.sync(prober);
+      expect(recorder.on(CHANNEL)).toEqual([]);
+    } finally {
+      await writer.query('COMMIT');
+    }
+    await recorder.waitFor(() => recorder.on(CHANNEL).length > 0);
+    expect(recorder.on(CHANNEL)).toEqual([{ channel: CHANNEL, payload: '' }]);
+  });
+
+  it('nothing when the enqueueing transaction rolls back', async () => {
+    await writer.query('BEGIN');
+    await enqueueOne(writer);
+    await writer.query('ROLLBACK');
+    await recorder.sync(prober);
+    expect(recorder.on(CHANNEL)).toEqual([]);
+  });
+
+  it('a multi-row insert notifies once', async () => {
+    await enqueueItems(writer, 50);
+    await recorder.sync(prober);
+    expect(recorder.on(CHANNEL)).toHaveLength(1);
+  });
+
+  it('a statement that inserts no rows does not notify', async () => {
+    await writer.query(
+      `INSERT INTO public.payment_outbox_pending (instruction_id, participant_id, sequence_id, idempotency_key, rail_type, payload)
+       SELECT 'never', 'never', 1, 'never', 'sandbox', '{}'::jsonb WHERE false`,
+    );
+    await recorder.sync(prober);
+    expect(recorder.on(CHANNEL)).toEqual([]);
+  });
+
+  it('releasing leases wakes other workers once; a release that frees nothing does not', async () => {
+    await db.owner.query('TRUNCATE public.payment_outbox_pending');
+    const items = await enqueueAndClaim(writer, 3, { workerId: 'leaving' });
+    await recorder.sync(prober);
+    recorder.clear();
+
+    await releaseOutboxLeases(writer, 'leaving', items);
+    await recorder.sync(prober);
+    expect(recorder.on(CHANNEL)).toEqual([{ channel: CHANNEL, payload: '' }]);
+
+    recorder.clear();
+    await releaseOutboxLeases(writer, 'leaving', items);
+    await recorder.sync(prober);
+    expect(recorder.on(CHANNEL)).toEqual([]);
+  });
+});

@@ -1,0 +1,260 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { freshDatabase } from '../support/database.ts';
+import {
+  ALL_TABLE_PRIVILEGES,
+  connectAsEach,
+  OUTBOX_TABLES,
+  RUNTIME_ROLES,
+  statementNeeding,
+  WRITE_PRIVILEGES,
+} from '../support/role-boundaries.ts';
+import { expectSqlState } from '../support/sqlstate.ts';
+
+const db = await freshDatabase();
+const as = await connectAsEach(db, RUNTIME_ROLES);
+// A login role that is a member of nothing: everything it can do, PUBLIC can do.
+const nobodyLogin = await db.createLoginRole([]);
+const nobody = await nobodyLogin.connect();
+afterAll(() => nobody.end());
+
+const ENQUEUE = `SELECT * FROM public.enqueue_payment_outbox($1, 'participant-priv', $2, 'sandbox', '{"amount": 1}'::jsonb)`;
+const CLAIM = `SELECT * FROM public.claim_outbox_batch(10, 'priv-worker', 30)`;
+const COMPLETE_UNKNOWN = `SELECT * FROM public.complete_outbox_attempt(uuidv7(), uuidv7(), 'priv-worker', 'DISPATCHED')`;
+const REPAIR = `SELECT * FROM public.repair_expired_leases(10, 'priv-repairer')`;
+const BUMP = `SELECT public.bump_participant_outbox_seq('participant-priv')`;
+
+async function expectAllRefused(client: (typeof as)[keyof typeof as], statements: string[]) {
+  for (const statement of statements) {
+    await expectSqlState(client.query(statement), '42501');
+  }
+}
+
+async function statementsFor(tables: readonly string[], privileges: typeof ALL_TABLE_PRIVILEGES) {
+  const statements: string[] = [];
+  for (const table of tables) {
+    for (const privilege of privileges)
+      statements.push(await statementNeeding(db, privilege, table));
+  }
+  return statements;
+}
+
+describe('executor', () => {
+  it('INV-PRIV-EXECUTOR-NO-TABLES: executor cannot SELECT, INSERT, UPDATE, DELETE or TRUNCATE any outbox table', async () => {
+    await expectAllRefused(
+      as.symphony_executor,
+      await statementsFor(OUTBOX_TABLES, ALL_TABLE_PRIVILEGES),
+    );
+  });
+
+  it('INV-PRIV-EXECUTOR-FUNCTIONS: executor cannot enqueue or bump a participant sequence', async () => {
+    await expectSqlState(as.symphony_executor.query(ENQUEUE, ['instr-exec', 'key-exec']), '42501');
+    await expectSqlState(as.symphony_executor.query(BUMP), '42501');
+  });
+
+  it('INV-PRIV-EXECUTOR-FUNCTIONS: executor claims, completes and repairs through the functions', async () => {
+    const enqueued = await as.symphony_ingest.query<{ outbox_id: string }>(ENQUEUE, [
+      'instr-flow',
+      'key-flow',
+    ]);
+    const claimed = await as.symphony_executor.query<{ outbox_id: string; lease_token: string }>(
+      CLAIM,
+    );
+    expect(claimed.rows.map((row) => row.outbox_id)).toEqual([enqueued.rows[0]?.outbox_id]);
+
+    const item = claimed.rows[0]!;
+    const completed = await as.symphony_executor.query(
+      `SELECT * FROM public.complete_outbox_attempt($1, $2, 'priv-worker', 'DISPATCHED', 'rail-ref-1')`,
+      [item.outbox_id, item.lease_token],
+    );
+    expect(completed.rows).toEqual([{ attempt_no: 1, state: 'DISPATCHED' }]);
+    // An unknown item is a lease error, not a privilege error: EXECUTE was granted.
+    await expectSqlState(as.symphony_executor.query(COMPLETE_UNKNOWN), 'P7002');
+    expect((await as.symphony_executor.query(REPAIR)).rows).toEqual([]);
+  });
+});
+
+describe('ingest', () => {
+  it('INV-PRIV-INGEST-ENQUEUE-ONLY: ingest enqueues but cannot claim, complete, repair or bump a sequence', async () => {
+    const { rows } = await as.symphony_ingest.query<{ state: string }>(ENQUEUE, [
+      'instr-ingest',
+      'key-ingest',
+    ]);
+    expect(rows[0]?.state).toBe('PENDING');
+    await expectAllRefused(as.symphony_ingest, [CLAIM, COMPLETE_UNKNOWN, REPAIR, BUMP]);
+  });
+
+  it('INV-PRIV-INGEST-ENQUEUE-ONLY: ingest cannot SELECT, INSERT, UPDATE, DELETE or TRUNCATE any outbox table', async () => {
+    await expectAllRefused(
+      as.symphony_ingest,
+      await statementsFor(OUTBOX_TABLES, ALL_TABLE_PRIVILEGES),
+    );
+  });
+});
+
+describe('read plane', () => {
+  const readers = ['symphony_readonly', 'symphony_auditor'] as const;
+
+  it('INV-PRIV-READERS: readonly and auditor can SELECT pending and attempts but not participant_outbox_sequences', async () => {
+    for (const reader of readers) {
+      await as[reader].query('SELECT * FROM public.payment_outbox_pending');
+      await as[reader].query('SELECT * FROM public.payment_outbox_attempts');
+      await expectSqlState(
+        as[reader].query('SELECT * FROM public.participant_outbox_sequences'),
+        '42501',
+      );
+    }
+  });
+
+  it('INV-PRIV-READERS: readonly and auditor cannot write any outbox table nor execute an outbox function', async () => {
+    for (const reader of readers) {
+      await expectAllRefused(as[reader], await statementsFor(OUTBOX_TABLES, WRITE_PRIVILEGES));
+      await expectSqlState(as[reader].query(ENQUEUE, ['instr-reader', 'key-reader']), '42501');
+      await expectAllRefused(as[reader], [CLAIM, COMPLETE_UNKNOWN, REPAIR, BUMP]);
+    }
+  });
+});
+
+describe('control', () => {
+  it('INV-PRIV-CONTROL-MAINTAIN: control can read, VACUUM and ANALYZE the outbox tables', async () => {
+    for (const table of OUTBOX_TABLES) {
+      await as.symphony_control.query(`SELECT * FROM public.${table} LIMIT 1`);
+      await as.symphony_control.query(`ANALYZE public.${table}`);
+      await as.symphony_control.query(`VACUUM public.${table}`);
+    }
+  });
+
+  it('INV-PRIV-CONTROL-MAINTAIN: control cannot INSERT, UPDATE, DELETE or TRUNCATE an outbox table nor execute an outbox function', async () => {
+    await expectAllRefused(
+      as.symphony_control,
+      await statementsFor(OUTBOX_TABLES, WRITE_PRIVILEGES),
+    );
+    await expectSqlState(
+      as.symphony_control.query(ENQUEUE, ['instr-control', 'key-control']),
+      '42501',
+    );
+    await expectAllRefused(as.symphony_control, [CLAIM, COMPLETE_UNKNOWN, REPAIR, BUMP]);
+  });
+});
+
+describe('PUBLIC and schema public', () => {
+  it('INV-PRIV-PUBLIC-NOTHING: PUBLIC holds no privilege on any relation or routine in schema public', async () => {
+    // A NULL acl means the built-in default, which for routines includes EXECUTE for PUBLIC.
+    const { rows } = await db.owner.query<{ object: string; privilege: string }>(`
+      SELECT c.oid::regclass::text AS object, acl.privilege_type AS privilege
+        FROM pg_catalog.pg_class c
+       CROSS JOIN LATERAL aclexplode(coalesce(c.relacl, acldefault(
+               CASE WHEN c.relkind = 'S' THEN 's'::"char" ELSE 'r'::"char" END, c.relowner))) acl
+       WHERE c.relnamespace = 'public'::regnamespace AND acl.grantee = 0
+      UNION ALL
+      SELECT p.oid::regprocedure::text, acl.privilege_type
+        FROM pg_catalog.pg_proc p
+       CROSS JOIN LATERAL aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) acl
+       WHERE p.pronamespace = 'public'::regnamespace AND acl.grantee = 0
+      UNION ALL
+      SELECT 'schema public', acl.privilege_type
+        FROM pg_catalog.pg_namespace n
+       CROSS JOIN LATERAL aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) acl
+       WHERE n.nspname = 'public' AND acl.grantee = 0`);
+    expect(rows).toEqual([]);
+  });
+
+  it('INV-PRIV-PUBLIC-NOTHING: a login role that is a member of nothing is refused every table and function', async () => {
+    const { rows: relations } = await db.owner.query<{ name: string; sequence: boolean }>(`
+      SELECT format('public.%I', relname) AS name, relkind = 'S' AS sequence FROM pg_catalog.pg_class
+       WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+       ORDER BY relname`);
+    const { rows: routines } = await db.owner.query<{ name: string }>(`
+      SELECT oid::regprocedure::text AS name FROM pg_catalog.pg_proc
+       WHERE pronamespace = 'public'::regnamespace ORDER BY 1`);
+    // Guard against a vacuous pass: the migrations created the outbox and later objects.
+    expect(relations.map((r) => r.name)).toEqual(
+      expect.arrayContaining(OUTBOX_TABLES.map((table) => `public.${table}`)),
+    );
+    expect(routines.length).toBeGreaterThan(5);
+
+    const names = (sequences: boolean) =>
+      relations.filter((r) => r.sequence === sequences).map((r) => r.name);
+    const { rows: granted } = await db.owner.query(
+      `SELECT t.name, 'table' AS kind FROM unnest($2::text[]) AS t(name)
+        WHERE has_table_privilege($1, t.name, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER, MAINTAIN')
+           OR has_any_column_privilege($1, t.name, 'SELECT, INSERT, UPDATE, REFERENCES')
+       UNION ALL
+       SELECT s.name, 'sequence' FROM unnest($3::text[]) AS s(name)
+        WHERE has_sequence_privilege($1, s.name, 'USAGE, SELECT, UPDATE')
+       UNION ALL
+       SELECT f.name, 'routine' FROM unnest($4::text[]) AS f(name)
+        WHERE has_function_privilege($1, f.name, 'EXECUTE')
+       UNION ALL
+       SELECT 'public', 'schema' WHERE has_schema_privilege($1, 'public', 'USAGE, CREATE')`,
+      [nobodyLogin.name, names(false), names(true), routines.map((r) => r.name)],
+    );
+    expect(granted).toEqual([]);
+
+    for (const { name } of relations) {
+      await expectSqlState(nobody.query(`SELECT 1 FROM ${name} LIMIT 1`), '42501');
+    }
+    await expectSqlState(nobody.query(CLAIM), '42501');
+    await expectSqlState(nobody.query(ENQUEUE, ['instr-nobody', 'key-nobody']), '42501');
+  });
+
+  it('INV-PRIV-PUBLIC-NOTHING: tables and functions the owner creates later start with no PUBLIC access', async () => {
+    const owner = await db.connect();
+    try {
+      await owner.query('BEGIN');
+      await owner.query('CREATE TABLE public.default_privilege_probe (id int)');
+      await owner.query(
+        'CREATE FUNCTION public.default_privilege_probe() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$',
+      );
+      const { rows } = await owner.query(
+        `SELECT has_table_privilege($1, 'public.default_privilege_probe', 'SELECT, INSERT') AS table_access,
+                has_function_privilege($1, 'public.default_privilege_probe()', 'EXECUTE') AS function_access`,
+        [nobodyLogin.name],
+      );
+      expect(rows).toEqual([{ table_access: false, function_access: false }]);
+    } finally {
+      await owner.query('ROLLBACK');
+      await owner.end();
+    }
+  });
+
+  it('INV-PRIV-NO-CREATE: no runtime role and no unprivileged login can CREATE in schema public', async () => {
+    for (const role of RUNTIME_ROLES) {
+      await expectSqlState(as[role].query('CREATE TABLE public.intruder (id int)'), '42501');
+      await expectSqlState(
+        as[role].query(
+          'CREATE FUNCTION public.intruder() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$',
+        ),
+        '42501',
+      );
+    }
+    await expectSqlState(nobody.query('CREATE TABLE public.intruder (id int)'), '42501');
+
+    // Catalog: of every non-superuser role in the cluster, only the schema's owner
+    // (pg_database_owner, i.e. the database owner) may create in it.
+    const { rows } = await db.owner.query<{ rolname: string }>(`
+      SELECT r.rolname FROM pg_catalog.pg_roles r, pg_catalog.pg_namespace n
+       WHERE n.nspname = 'public' AND NOT r.rolsuper
+         AND NOT pg_has_role(r.oid, n.nspowner, 'USAGE')
+         AND has_schema_privilege(r.oid, n.oid, 'CREATE')`);
+    expect(rows).toEqual([]);
+  });
+});
+
+describe('security definer functions', () => {
+  it('INV-PRIV-DEFINER-SEARCH-PATH: every SECURITY DEFINER function in schema public pins search_path to pg_catalog, public', async () => {
+    const { rows } = await db.owner.query<{ name: string; config: string[] | null }>(`
+      SELECT oid::regprocedure::text AS name, proconfig AS config FROM pg_catalog.pg_proc
+       WHERE pronamespace = 'public'::regnamespace AND prosecdef ORDER BY 1`);
+    expect(rows.map((row) => row.name)).toEqual(
+      expect.arrayContaining([
+        'enqueue_payment_outbox(text,text,text,text,jsonb)',
+        'claim_outbox_batch(integer,text,integer)',
+        'repair_expired_leases(integer,text)',
+      ]),
+    );
+    const unpinned = rows.filter(
+      (row) => !(row.config ?? []).includes('search_path=pg_catalog, public'),
+    );
+    expect(unpinned).toEqual([]);
+  });
+});

@@ -1,0 +1,82 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type pg from 'pg';
+import { outboxNextAttemptAt, outboxQueueStats } from '../../src/db/outbox.ts';
+import { freshDatabase } from '../support/database.ts';
+import { emptyQueue, enqueueAndClaim, enqueueItems, expireLeases } from '../support/outbox-fixtures.ts';
+import { expectSqlState } from '../support/sqlstate.ts';
+
+const db = await freshDatabase();
+let executor: pg.Client;
+let readonly: pg.Client;
+let ingest: pg.Client;
+
+beforeAll(async () => {
+  executor = await (await db.createLoginRole(['symphony_executor'])).connect('symphony_executor');
+  readonly = await (await db.createLoginRole(['symphony_readonly'])).connect('symphony_readonly');
+  ingest = await (await db.createLoginRole(['symphony_ingest'])).connect('symphony_ingest');
+});
+afterAll(async () => {
+  await Promise.all([executor.end(), readonly.end(), ingest.end()]);
+});
+beforeEach(async () => {
+  await emptyQueue(db.owner);
+});
+
+/** Schedules unleased items relative to the database clock (negative = due that long ago). */
+async function scheduleAt(outboxId: string, secondsFromNow: number): Promise<void> {
+  await db.owner.query(
+    `UPDATE public.payment_outbox_pending SET next_attempt_at = now() + $2 * interval '1 second' WHERE outbox_id = $1`,
+    [outboxId, secondsFromNow],
+  );
+}
+
+describe('outbox_next_attempt_at', () => {
+  it('is null when no unleased item exists', async () => {
+    expect(await outboxNextAttemptAt(executor)).toBeNull();
+    await enqueueAndClaim(db.owner, 2, { workerId: 'w' });
+    expect(await outboxNextAttemptAt(executor)).toBeNull();
+  });
+
+  it('INV-NEXT-ATTEMPT-UNLEASED: is the earliest next_attempt_at among unleased items, ignoring leased ones', async () => {
+    const [leased] = await enqueueAndClaim(db.owner, 1, { workerId: 'w', leaseSeconds: 5 });
+    const [later, sooner] = await enqueueItems(db.owner, 2);
+    if (!leased || !later || !sooner) throw new Error('fixture produced too few items');
+    await scheduleAt(later, 600);
+    await scheduleAt(sooner, 120);
+    const { rows } = await db.owner.query<{ at: Date }>(
+      'SELECT next_attempt_at AS at FROM public.payment_outbox_pending WHERE outbox_id = $1',
+      [sooner],
+    );
+    expect(await outboxNextAttemptAt(executor)).toEqual(rows[0]?.at);
+  });
+});
+
+describe('outbox_queue_stats', () => {
+  it('is all zero with no age on an empty queue', async () => {
+    expect(await outboxQueueStats(readonly)).toEqual({ pending: 0, due: 0, leased: 0, oldestDueAgeSeconds: null });
+  });
+
+  it('INV-QUEUE-STATS: counts pending, due (unleased or expired, and due) and live leases', async () => {
+    const [live1, live2, expired] = await enqueueAndClaim(db.owner, 3, { workerId: 'w' });
+    const [dueOld, dueNew, future] = await enqueueItems(db.owner, 3);
+    if (!live1 || !live2 || !expired || !dueOld || !dueNew || !future) throw new Error('fixture produced too few');
+    await expireLeases(db.owner, [expired.outboxId]);
+    await scheduleAt(dueOld, -100);
+    await scheduleAt(dueNew, -5);
+    await scheduleAt(future, 3600);
+
+    const stats = await outboxQueueStats(executor);
+    expect(stats).toMatchObject({ pending: 6, due: 3, leased: 2 });
+    // The oldest due item became due 100 s before the scheduling statement ran.
+    expect(stats.oldestDueAgeSeconds).toBeGreaterThanOrEqual(100);
+    expect(stats.oldestDueAgeSeconds).toBeLessThan(3600);
+  });
+
+  it('symphony_readonly and symphony_executor may read the stats; symphony_ingest may not (42501)', async () => {
+    await outboxQueueStats(readonly);
+    await outboxQueueStats(executor);
+    await expectSqlState(outboxQueueStats(ingest), '42501');
+    await expectSqlState(outboxNextAttemptAt(ingest), '42501');
+    await expectSqlState(outboxNextAttemptAt(readonly), '42501');
+  });
+});

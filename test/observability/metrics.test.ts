@@ -1,0 +1,151 @@
+import { describe, expect, it } from 'vitest';
+import { RelayerMetrics } from '../../src/observability/metrics.ts';
+import { populatedRelayerMetrics } from '../support/prometheus-tools.ts';
+
+// The names are an interface shared with deploy/prometheus/alerts.yml and the README.
+const EXPECTED_METRICS: Record<string, 'counter' | 'gauge' | 'histogram'> = {
+  symphony_relay_items_claimed_total: 'counter',
+  symphony_relay_items_completed_total: 'counter',
+  symphony_relay_lease_lost_total: 'counter',
+  symphony_relay_dispatch_duration_seconds: 'histogram',
+  symphony_relay_enqueue_to_dispatch_seconds: 'histogram',
+  symphony_relay_dispatch_in_flight: 'gauge',
+  symphony_relay_dispatch_slots_free: 'gauge',
+  symphony_relay_wakeups_total: 'counter',
+  symphony_relay_leases_repaired_total: 'counter',
+  symphony_relay_leases_released_total: 'counter',
+  symphony_relay_queue_pending: 'gauge',
+  symphony_relay_queue_due: 'gauge',
+  symphony_relay_queue_leased: 'gauge',
+  symphony_relay_queue_oldest_due_age_seconds: 'gauge',
+  symphony_relay_queue_stats_timestamp_seconds: 'gauge',
+  symphony_relay_listener_connected: 'gauge',
+  symphony_relay_db_pool_connections: 'gauge',
+  symphony_relay_worker_up: 'gauge',
+  symphony_relay_loop_last_tick_timestamp_seconds: 'gauge',
+  symphony_relay_build_info: 'gauge',
+};
+
+/** `name{labels} value` lines of the exposition, keyed by the series (name plus labels). */
+function samples(text: string): Map<string, number> {
+  const result = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const space = line.lastIndexOf(' ');
+    result.set(line.slice(0, space), Number(line.slice(space + 1)));
+  }
+  return result;
+}
+
+describe('RelayerMetrics', () => {
+  it('exports every relayer metric with HELP and the right TYPE, even before anything happened', async () => {
+    const text = await new RelayerMetrics().text();
+    for (const [name, type] of Object.entries(EXPECTED_METRICS)) {
+      expect(text, name).toMatch(new RegExp(`^# HELP ${name} \\S`, 'm'));
+      expect(text, name).toContain(`# TYPE ${name} ${type}\n`);
+    }
+    const ours = [...text.matchAll(/^# TYPE (symphony_relay_\w+)/gm)].map((match) => match[1]);
+    expect(ours.sort()).toEqual(Object.keys(EXPECTED_METRICS).sort());
+  });
+
+  it('registers the default process metrics unprefixed on its own registry', async () => {
+    const first = new RelayerMetrics();
+    const second = new RelayerMetrics();
+    expect(first.registry).not.toBe(second.registry);
+    const text = await first.text();
+    expect(text).toContain('# TYPE process_cpu_seconds_total counter');
+    expect(text).toContain('# TYPE nodejs_eventloop_lag_seconds gauge');
+  });
+
+  it('labels each series as the dashboards and alerts expect', async () => {
+    let now = 1_700_000_000_000;
+    const metrics = populatedRelayerMetrics({ clock: () => now });
+    now += 5_000;
+    metrics.tick();
+    const series = samples(await metrics.text());
+
+    expect(series.get('symphony_relay_items_claimed_total{rail="http"}')).toBe(3);
+    for (const outcome of ['dispatched', 'retryable', 'failed']) {
+      expect(
+        series.get(`symphony_relay_items_completed_total{rail="http",outcome="${outcome}"}`),
+      ).toBe(1);
+      expect(
+        series.get(
+          `symphony_relay_dispatch_duration_seconds_count{rail="http",outcome="${outcome}"}`,
+        ),
+      ).toBe(1);
+    }
+    expect(
+      series.get(
+        'symphony_relay_dispatch_duration_seconds_bucket{le="0.005",rail="http",outcome="dispatched"}',
+      ),
+    ).toBe(0);
+    expect(
+      series.get(
+        'symphony_relay_dispatch_duration_seconds_bucket{le="60",rail="http",outcome="dispatched"}',
+      ),
+    ).toBe(1);
+    expect(series.get('symphony_relay_lease_lost_total{rail="http"}')).toBe(1);
+
+    // End-to-end latency counts each payment once, when it reaches the rail.
+    expect(series.get('symphony_relay_enqueue_to_dispatch_seconds_count{rail="http"}')).toBe(1);
+    expect(series.get('symphony_relay_enqueue_to_dispatch_seconds_sum{rail="http"}')).toBe(1.5);
+    expect(
+      series.get('symphony_relay_enqueue_to_dispatch_seconds_bucket{le="0.01",rail="http"}'),
+    ).toBe(0);
+    expect(
+      series.get('symphony_relay_enqueue_to_dispatch_seconds_bucket{le="3600",rail="http"}'),
+    ).toBe(1);
+
+    for (const source of ['notify', 'poll', 'scheduled_retry', 'drain', 'reconnect', 'startup']) {
+      expect(series.get(`symphony_relay_wakeups_total{source="${source}"}`)).toBe(1);
+    }
+    expect(series.get('symphony_relay_dispatch_in_flight')).toBe(2);
+    expect(series.get('symphony_relay_dispatch_slots_free')).toBe(14);
+    expect(series.get('symphony_relay_leases_repaired_total')).toBe(1);
+    expect(series.get('symphony_relay_leases_released_total')).toBe(2);
+    expect(series.get('symphony_relay_queue_pending')).toBe(10);
+    expect(series.get('symphony_relay_queue_due')).toBe(4);
+    expect(series.get('symphony_relay_queue_leased')).toBe(3);
+    expect(series.get('symphony_relay_queue_oldest_due_age_seconds')).toBe(12.5);
+    expect(series.get('symphony_relay_queue_stats_timestamp_seconds')).toBe(1_700_000_000);
+    expect(series.get('symphony_relay_listener_connected')).toBe(1);
+    expect(series.get('symphony_relay_db_pool_connections{state="total"}')).toBe(4);
+    expect(series.get('symphony_relay_db_pool_connections{state="idle"}')).toBe(3);
+    expect(series.get('symphony_relay_db_pool_connections{state="waiting"}')).toBe(0);
+    expect(series.get('symphony_relay_worker_up')).toBe(1);
+    expect(series.get('symphony_relay_loop_last_tick_timestamp_seconds')).toBe(1_700_000_005);
+    expect(series.get('symphony_relay_build_info{version="9.9.9-test"}')).toBe(1);
+  });
+
+  it('reads the pool on every scrape, so the connection gauges are never stale', async () => {
+    let waiting = 0;
+    const metrics = new RelayerMetrics({
+      poolStats: () => ({ totalCount: 10, idleCount: 0, waitingCount: waiting }),
+    });
+    expect(
+      samples(await metrics.text()).get('symphony_relay_db_pool_connections{state="waiting"}'),
+    ).toBe(0);
+    waiting = 7;
+    expect(
+      samples(await metrics.text()).get('symphony_relay_db_pool_connections{state="waiting"}'),
+    ).toBe(7);
+  });
+
+  it('reports an empty due queue as age 0 and a stopped worker as down', async () => {
+    const metrics = populatedRelayerMetrics();
+    metrics.setQueueStats({ pending: 0, due: 0, leased: 0, oldestDueAgeSeconds: null });
+    metrics.setWorkerUp(false);
+    metrics.setListenerConnected(false);
+    const series = samples(await metrics.text());
+    expect(series.get('symphony_relay_queue_oldest_due_age_seconds')).toBe(0);
+    expect(series.get('symphony_relay_worker_up')).toBe(0);
+    expect(series.get('symphony_relay_listener_connected')).toBe(0);
+  });
+
+  it('defaults build_info to the package version', async () => {
+    const { default: manifest } = await import('../../package.json', { with: { type: 'json' } });
+    const series = samples(await new RelayerMetrics().text());
+    expect(series.get(`symphony_relay_build_info{version="${manifest.version}"}`)).toBe(1);
+  });
+});

@@ -1,0 +1,220 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { HttpRail, type HttpRailOptions } from '../../src/rails/http.ts';
+import { dispatchRequest } from '../support/dispatch-requests.ts';
+import { closedPortUrl, startRailServer, type RailServer } from '../support/rail-server.ts';
+
+let server: RailServer;
+beforeAll(async () => {
+  server = await startRailServer();
+});
+afterAll(async () => {
+  await server.close();
+});
+afterEach(() => {
+  server.requests.length = 0;
+});
+
+function rail(options: Partial<HttpRailOptions> = {}, now?: () => number): HttpRail {
+  return new HttpRail(
+    {
+      url: server.url,
+      headers: {},
+      idempotencyHeader: 'Idempotency-Key',
+      referenceField: 'reference',
+      ...options,
+    },
+    now,
+  );
+}
+
+describe('http rail: status → outcome', () => {
+  it('200 with a reference in the body is DISPATCHED with that reference', async () => {
+    server.respondNext({ status: 200, body: { reference: 'rail-ref-1' } });
+    expect(await rail().dispatch(dispatchRequest())).toEqual({
+      state: 'DISPATCHED',
+      railReference: 'rail-ref-1',
+      railCode: '200',
+    });
+  });
+
+  it('201 is DISPATCHED; the reference is read from the configured field', async () => {
+    server.respondNext({ status: 201, body: { id: 'pay_123', reference: 'other' } });
+    expect(await rail({ referenceField: 'id' }).dispatch(dispatchRequest())).toEqual({
+      state: 'DISPATCHED',
+      railReference: 'pay_123',
+      railCode: '201',
+    });
+  });
+
+  it.each([
+    ['a body that is not JSON', { status: 200, body: 'accepted' }],
+    ['an empty body', { status: 202 }],
+    ['a JSON body without the field', { status: 200, body: { status: 'ok' } }],
+  ])('2xx with %s is still DISPATCHED, with a null reference', async (_label, response) => {
+    server.respondNext(response);
+    const outcome = await rail().dispatch(dispatchRequest());
+    expect(outcome).toMatchObject({ state: 'DISPATCHED', railReference: null });
+  });
+
+  it.each([408, 425, 429, 500, 502, 503])('%i is RETRYABLE HTTP_%i', async (status) => {
+    server.respondNext({ status, body: { error: 'try later' } });
+    expect(await rail().dispatch(dispatchRequest())).toEqual({
+      state: 'RETRYABLE',
+      errorCode: `HTTP_${status}`,
+      errorMessage: expect.stringContaining(`HTTP ${status}`),
+      railCode: String(status),
+    });
+  });
+
+  it.each([400, 401, 404, 409, 422])('%i is FAILED HTTP_%i', async (status) => {
+    server.respondNext({ status, body: { error: 'refused' } });
+    expect(await rail().dispatch(dispatchRequest())).toEqual({
+      state: 'FAILED',
+      errorCode: `HTTP_${status}`,
+      errorMessage: expect.stringContaining(`HTTP ${status}`),
+      railCode: String(status),
+    });
+  });
+
+  it('does not copy the body of a refusal into the outcome (it may echo the payload)', async () => {
+    server.respondNext({ status: 422, body: { error: 'bad iban DE89370400440532013000' } });
+    const outcome = await rail().dispatch(dispatchRequest());
+    expect(JSON.stringify(outcome)).not.toContain('DE89370400440532013000');
+  });
+
+  it('does not follow a redirect (it would replay the POST and its auth headers elsewhere)', async () => {
+    server.respondNext({ status: 307, headers: { location: 'http://127.0.0.1:1/elsewhere' } });
+    const outcome = await rail().dispatch(dispatchRequest());
+    expect(outcome).toMatchObject({ state: 'RETRYABLE', errorCode: 'HTTP_307' });
+    expect(server.requests).toHaveLength(1);
+  });
+});
+
+describe('http rail: Retry-After', () => {
+  const now = Date.UTC(2030, 0, 1, 12, 0, 0);
+
+  it('reads delay-seconds', async () => {
+    server.respondNext({ status: 503, headers: { 'retry-after': '7' } });
+    expect(await rail().dispatch(dispatchRequest())).toMatchObject({
+      state: 'RETRYABLE',
+      errorCode: 'HTTP_503',
+      retryAfterMs: 7000,
+    });
+  });
+
+  it('reads an HTTP date', async () => {
+    const at = new Date(now + 30_000).toUTCString();
+    server.respondNext({ status: 429, headers: { 'retry-after': at } });
+    expect(await rail({}, () => now).dispatch(dispatchRequest())).toMatchObject({
+      state: 'RETRYABLE',
+      errorCode: 'HTTP_429',
+      retryAfterMs: 30_000,
+    });
+  });
+
+  it('turns a date in the past into 0', async () => {
+    server.respondNext({
+      status: 503,
+      headers: { 'retry-after': new Date(now - 5000).toUTCString() },
+    });
+    expect(await rail({}, () => now).dispatch(dispatchRequest())).toMatchObject({
+      retryAfterMs: 0,
+    });
+  });
+
+  it('leaves the hint out when the header is absent or unreadable', async () => {
+    server.respondNext({ status: 503 }, { status: 503, headers: { 'retry-after': 'soon' } });
+    const absent = await rail().dispatch(dispatchRequest());
+    const unreadable = await rail().dispatch(dispatchRequest());
+    expect(absent).not.toHaveProperty('retryAfterMs');
+    expect(unreadable).not.toHaveProperty('retryAfterMs');
+  });
+});
+
+describe('http rail: what it sends', () => {
+  it('POSTs the item as JSON with the idempotency key and identity headers', async () => {
+    const request = dispatchRequest({ attempt: 3, sequenceId: '981' });
+    await rail({ headers: { Authorization: 'Bearer static-token' } }).dispatch(request);
+
+    expect(server.requests).toHaveLength(1);
+    const received = server.requests[0]!;
+    expect(received.method).toBe('POST');
+    expect(received.path).toBe('/dispatch');
+    expect(received.headers).toMatchObject({
+      'idempotency-key': request.idempotencyKey,
+      'x-symphony-participant-id': request.participantId,
+      'x-symphony-sequence-id': '981',
+      authorization: 'Bearer static-token',
+      'content-type': 'application/json',
+    });
+    expect(received.body).toEqual({
+      outboxId: request.outboxId,
+      instructionId: request.instructionId,
+      participantId: request.participantId,
+      sequenceId: '981',
+      attempt: 3,
+      payload: request.payload,
+    });
+  });
+
+  it('uses the configured idempotency header, which static headers cannot override', async () => {
+    const request = dispatchRequest();
+    await rail({
+      idempotencyHeader: 'X-Request-Key',
+      headers: { 'X-Request-Key': 'static-value', 'X-Symphony-Participant-Id': 'spoofed' },
+    }).dispatch(request);
+    expect(server.requests[0]!.headers['x-request-key']).toBe(request.idempotencyKey);
+    expect(server.requests[0]!.headers['x-symphony-participant-id']).toBe(request.participantId);
+  });
+
+  it('sends the same idempotency key on every redelivery of an item', async () => {
+    const first = dispatchRequest({ attempt: 1 });
+    await rail().dispatch(first);
+    await rail().dispatch({ ...first, attempt: 2 });
+    expect(server.requests.map((r) => r.headers['idempotency-key'])).toEqual([
+      first.idempotencyKey,
+      first.idempotencyKey,
+    ]);
+  });
+});
+
+describe('http rail: timeouts and network errors', () => {
+  it('is RETRYABLE TIMEOUT when the rail answers after its own timeout', async () => {
+    server.respondNext({ status: 200, body: { reference: 'too-late' }, delayMs: 5_000 });
+    expect(await rail({ timeoutMs: 50 }).dispatch(dispatchRequest())).toMatchObject({
+      state: 'RETRYABLE',
+      errorCode: 'TIMEOUT',
+    });
+  });
+
+  it("is RETRYABLE TIMEOUT when the caller's signal times out", async () => {
+    server.respondNext({ status: 200, body: { reference: 'too-late' }, delayMs: 5_000 });
+    const request = dispatchRequest({ signal: AbortSignal.timeout(50) });
+    expect(await rail().dispatch(request)).toMatchObject({
+      state: 'RETRYABLE',
+      errorCode: 'TIMEOUT',
+    });
+  });
+
+  it('is RETRYABLE ABORTED when the caller aborts for another reason (shutdown)', async () => {
+    server.respondNext({ status: 200, body: { reference: 'too-late' }, delayMs: 5_000 });
+    const controller = new AbortController();
+    const outcome = rail().dispatch(dispatchRequest({ signal: controller.signal }));
+    setTimeout(() => controller.abort(), 20);
+    expect(await outcome).toMatchObject({ state: 'RETRYABLE', errorCode: 'ABORTED' });
+  });
+
+  it('is RETRYABLE NETWORK_ERROR when nothing listens', async () => {
+    const closed = new HttpRail({
+      url: await closedPortUrl(),
+      headers: {},
+      idempotencyHeader: 'Idempotency-Key',
+      referenceField: 'reference',
+    });
+    expect(await closed.dispatch(dispatchRequest())).toEqual({
+      state: 'RETRYABLE',
+      errorCode: 'NETWORK_ERROR',
+      errorMessage: expect.stringContaining('ECONNREFUSED'),
+    });
+  });
+});

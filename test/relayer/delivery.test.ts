@@ -1,0 +1,148 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Runtime } from '../../src/cli/runtime.ts';
+import { enqueueItems } from '../support/outbox-fixtures.ts';
+import { waitUntil } from '../support/processes.ts';
+import { startRailServer, type RailServer } from '../support/rail-server.ts';
+import {
+  attemptsOf,
+  httpRails,
+  relayerDatabase,
+  startRelayer,
+  waitForAllTerminal,
+  type RelayerDatabase,
+} from '../support/relayer.ts';
+
+describe('delivery through the http rail', () => {
+  let target: RelayerDatabase;
+  let rail: RailServer;
+  let relayer: Runtime;
+
+  beforeAll(async () => {
+    target = await relayerDatabase();
+    rail = await startRailServer();
+    relayer = await startRelayer(
+      target.env({
+        SYMPHONY_RAILS: httpRails(rail.url),
+        SYMPHONY_CONCURRENCY: '32',
+        SYMPHONY_DISPATCH_TIMEOUT_MS: '1000',
+        SYMPHONY_LEASE_SECONDS: '10',
+      }),
+    );
+  });
+
+  afterAll(async () => {
+    await relayer?.stop();
+    await rail?.close();
+  });
+
+  it('delivers 500 items, each once with its idempotency key, one DISPATCHED attempt each', async () => {
+    const ids = await enqueueItems(target.db.owner, 500, { prefix: 'happy', railType: 'bank' });
+    await waitForAllTerminal(target.db, 500);
+
+    const { rows } = await target.db.owner.query<{
+      outbox_id: string;
+      idempotency_key: string;
+      n: number;
+    }>(
+      `SELECT outbox_id, idempotency_key, count(*)::int AS n FROM payment_outbox_attempts
+        WHERE state = 'DISPATCHED' GROUP BY outbox_id, idempotency_key`,
+    );
+    expect(rows).toHaveLength(500);
+    expect(rows.every((row) => row.n === 1)).toBe(true);
+    expect(new Set(rows.map((row) => row.outbox_id))).toEqual(new Set(ids));
+    const others = await target.db.owner.query(
+      `SELECT 1 FROM payment_outbox_attempts WHERE state <> 'DISPATCHED'`,
+    );
+    expect(others.rowCount).toBe(0);
+
+    const delivered = rail.requests.map((request) => request.headers['idempotency-key']);
+    expect(new Set(delivered)).toEqual(new Set(rows.map((row) => row.idempotency_key)));
+    expect(rail.requests).toHaveLength(500);
+  });
+
+  it("retries a RETRYABLE answer after the rail's Retry-After, then records DISPATCHED", async () => {
+    const [id] = await enqueueItems(target.db.owner, 1, {
+      prefix: 'retry-after',
+      railType: 'bank',
+    });
+    rail.respondToKey('key-1', { status: 503, headers: { 'retry-after': '2' } });
+    const firstCall = rail.requests.length;
+    await waitForFirstAttempt(id!);
+    rail.respondToKey('key-1', { status: 200, body: { reference: 'after-retry' } });
+    await waitForAllTerminal(target.db, 501);
+
+    const attempts = await attemptsOf(target.db, id!);
+    expect(attempts.map((a) => [a.state, a.error_code, a.rail_reference])).toEqual([
+      ['RETRYABLE', 'HTTP_503', null],
+      ['DISPATCHED', null, 'after-retry'],
+    ]);
+    const gapSeconds =
+      (attempts[1]!.claimed_at.getTime() - attempts[0]!.claimed_at.getTime()) / 1000;
+    expect(gapSeconds).toBeGreaterThanOrEqual(1.9);
+    expect(rail.requests.length - firstCall).toBe(2);
+  });
+
+  it('records FAILED with the status for a 4xx rejection, without retrying', async () => {
+    const [id] = await enqueueItems(target.db.owner, 1, { prefix: 'reject', railType: 'bank' });
+    rail.respondToKey('key-1', { status: 422, body: { error: 'invalid account' } });
+    await waitForAllTerminal(target.db, 502);
+    expect(
+      (await attemptsOf(target.db, id!)).map((a) => [a.state, a.error_code, a.rail_code]),
+    ).toEqual([['FAILED', 'HTTP_422', '422']]);
+    rail.respondToKey('key-1', { status: 200 });
+  });
+
+  it('records a rail timeout as RETRYABLE TIMEOUT and delivers on the next attempt', async () => {
+    const [id] = await enqueueItems(target.db.owner, 1, { prefix: 'slow', railType: 'bank' });
+    rail.respondToKey('key-1', { status: 200, delayMs: 3_000 });
+    await waitForFirstAttempt(id!);
+    rail.respondToKey('key-1', { status: 200, body: { reference: 'fast-now' } });
+    await waitForAllTerminal(target.db, 503);
+    expect((await attemptsOf(target.db, id!)).map((a) => [a.state, a.error_code])).toEqual([
+      ['RETRYABLE', 'TIMEOUT'],
+      ['DISPATCHED', null],
+    ]);
+  });
+
+  it('records FAILED UNKNOWN_RAIL for a rail_type with no adapter', async () => {
+    const [id] = await enqueueItems(target.db.owner, 1, {
+      prefix: 'nowhere',
+      railType: 'carrier-pigeon',
+    });
+    await waitForAllTerminal(target.db, 504);
+    expect((await attemptsOf(target.db, id!)).map((a) => [a.state, a.error_code])).toEqual([
+      ['FAILED', 'UNKNOWN_RAIL'],
+    ]);
+  });
+
+  async function waitForFirstAttempt(id: string) {
+    await waitUntil(async () => ((await attemptsOf(target.db, id)).length > 0 ? true : undefined), {
+      description: `first attempt of ${id}`,
+    });
+  }
+});
+
+describe('retry ceiling', () => {
+  it('ends an item FAILED when the rail keeps answering RETRYABLE', async () => {
+    const target = await relayerDatabase();
+    await target.db.owner.query(
+      `ALTER DATABASE ${target.db.name} SET symphony.outbox_retry_ceiling = '3'`,
+    );
+    const rail = await startRailServer();
+    rail.setDefault({ status: 503, headers: { 'retry-after': '0' } });
+    const relayer = await startRelayer(target.env({ SYMPHONY_RAILS: httpRails(rail.url) }));
+    try {
+      const [id] = await enqueueItems(target.db.owner, 1, { prefix: 'ceiling', railType: 'bank' });
+      await waitForAllTerminal(target.db, 1);
+      expect((await attemptsOf(target.db, id!)).map((a) => a.state)).toEqual([
+        'RETRYABLE',
+        'RETRYABLE',
+        'FAILED',
+      ]);
+      expect(rail.requests).toHaveLength(3);
+    } finally {
+      await relayer.stop();
+      await rail.close();
+    }
+  });
+});

@@ -1,0 +1,180 @@
+/**
+ * Outbox fixtures shared by the schema proofs. Setup that the SQL functions cannot express
+ * (bulk rows, time travel, direct ledger reads) runs as the owner; everything the product
+ * does goes through src/db/outbox.ts.
+ */
+import type pg from 'pg';
+import { claimOutboxBatch, type ClaimedItem } from '../../src/db/outbox.ts';
+import type { Queryable } from '../../src/db/pool.ts';
+import type { TestDatabase } from './database.ts';
+
+export interface AttemptRow {
+  outbox_id: string;
+  instruction_id: string;
+  attempt_no: number;
+  state: string;
+  worker_id: string | null;
+  rail_reference: string | null;
+  error_code: string | null;
+  error_message: string | null;
+  claimed_at: Date;
+  completed_at: Date | null;
+}
+
+export interface PendingRow {
+  outbox_id: string;
+  participant_id: string;
+  sequence_id: string;
+  attempt_count: number;
+  next_attempt_at: Date;
+  claimed_by: string | null;
+  lease_token: string | null;
+  lease_expires_at: Date | null;
+}
+
+let batchCounter = 0;
+
+/** A prefix no other fixture call in this process uses, so tests never collide on ids. */
+export function uniquePrefix(label: string): string {
+  batchCounter += 1;
+  return `${label}-${process.pid}-${batchCounter}`;
+}
+
+/**
+ * Enqueues `count` items through enqueue_payment_outbox in one statement (fast for
+ * thousands), spread round-robin over `participants`. Returns their outbox ids.
+ */
+export async function enqueueItems(
+  db: Queryable,
+  count: number,
+  options: { prefix?: string; participants?: string[]; railType?: string } = {},
+): Promise<string[]> {
+  const prefix = options.prefix ?? uniquePrefix('item');
+  const participants = options.participants ?? [`${prefix}-participant`];
+  const { rows } = await db.query<{ outbox_id: string }>(
+    `SELECT e.outbox_id
+       FROM generate_series(1, $1::int) AS g(n)
+      CROSS JOIN LATERAL public.enqueue_payment_outbox(
+        $2 || '-' || g.n,
+        ($3::text[])[1 + (g.n - 1) % cardinality($3::text[])],
+        'key-' || g.n,
+        $4,
+        jsonb_build_object('n', g.n)
+      ) AS e
+      ORDER BY g.n`,
+    [count, prefix, participants, options.railType ?? 'sandbox'],
+  );
+  return rows.map((row) => row.outbox_id);
+}
+
+/** Enqueues `count` items and claims them for `workerId`; the queue must hold no other due items. */
+export async function enqueueAndClaim(
+  db: Queryable,
+  count: number,
+  options: { workerId: string; leaseSeconds?: number; prefix?: string },
+): Promise<ClaimedItem[]> {
+  const ids = await enqueueItems(db, count, { prefix: options.prefix });
+  const claimed = await claimOutboxBatch(db, {
+    batchSize: count,
+    workerId: options.workerId,
+    leaseSeconds: options.leaseSeconds ?? 60,
+  });
+  const wanted = new Set(ids);
+  const mine = claimed.filter((item) => wanted.has(item.outboxId));
+  if (mine.length !== count) {
+    throw new Error(`fixture expected to claim the ${count} new items, claimed ${mine.length}`);
+  }
+  return mine;
+}
+
+/**
+ * Makes live leases look expired, as if their worker had died a second ago. Claiming sets
+ * next_attempt_at to the lease expiry, so it moves too.
+ */
+export async function expireLeases(owner: Queryable, outboxIds: readonly string[]): Promise<void> {
+  await owner.query(
+    `UPDATE public.payment_outbox_pending
+        SET lease_expires_at = now() - interval '1 second',
+            next_attempt_at = LEAST(next_attempt_at, now() - interval '1 second')
+      WHERE outbox_id = ANY($1::uuid[]) AND lease_token IS NOT NULL`,
+    [outboxIds],
+  );
+}
+
+/** Makes scheduled (unleased) items due now, as if their retry delay had passed. */
+export async function makeDue(owner: Queryable, outboxIds: readonly string[]): Promise<void> {
+  await owner.query(
+    `UPDATE public.payment_outbox_pending SET next_attempt_at = now() - interval '1 second'
+      WHERE outbox_id = ANY($1::uuid[])`,
+    [outboxIds],
+  );
+}
+
+/** Appends `count` RETRYABLE attempts (numbers 1..count) as if the item had been tried before. */
+export async function seedPriorAttempts(
+  owner: Queryable,
+  outboxId: string,
+  count: number,
+): Promise<void> {
+  await owner.query(
+    `INSERT INTO public.payment_outbox_attempts (
+       outbox_id, instruction_id, participant_id, sequence_id, idempotency_key, rail_type, payload,
+       attempt_no, state, worker_id)
+     SELECT p.outbox_id, p.instruction_id, p.participant_id, p.sequence_id, p.idempotency_key,
+            p.rail_type, p.payload, g.n, 'RETRYABLE', 'fixture'
+       FROM public.payment_outbox_pending p CROSS JOIN generate_series(1, $2::int) AS g(n)
+      WHERE p.outbox_id = $1`,
+    [outboxId, count],
+  );
+  await owner.query(
+    'UPDATE public.payment_outbox_pending SET attempt_count = $2 WHERE outbox_id = $1',
+    [outboxId, count],
+  );
+}
+
+export async function readAttempts(
+  owner: Queryable,
+  outboxIds: readonly string[],
+): Promise<AttemptRow[]> {
+  const { rows } = await owner.query<AttemptRow>(
+    `SELECT outbox_id, instruction_id, attempt_no, state::text AS state, worker_id, rail_reference,
+            error_code, error_message, claimed_at, completed_at
+       FROM public.payment_outbox_attempts
+      WHERE outbox_id = ANY($1::uuid[])
+      ORDER BY outbox_id, attempt_no`,
+    [outboxIds],
+  );
+  return rows;
+}
+
+export async function readPending(
+  owner: Queryable,
+  outboxId: string,
+): Promise<PendingRow | undefined> {
+  const { rows } = await owner.query<PendingRow>(
+    `SELECT outbox_id, participant_id, sequence_id, attempt_count, next_attempt_at,
+            claimed_by, lease_token, lease_expires_at
+       FROM public.payment_outbox_pending WHERE outbox_id = $1`,
+    [outboxId],
+  );
+  return rows[0];
+}
+
+/** Empties the queue (attempts are append-only and stay; tests use fresh ids). */
+export async function emptyQueue(owner: Queryable): Promise<void> {
+  await owner.query('TRUNCATE public.payment_outbox_pending, public.participant_outbox_sequences');
+}
+
+/** `count` separate owner connections, for proofs that need real concurrency. */
+export async function connectMany(db: TestDatabase, count: number): Promise<pg.Client[]> {
+  return Promise.all(Array.from({ length: count }, () => db.connect()));
+}
+
+export async function closeAll(clients: readonly pg.Client[]): Promise<void> {
+  await Promise.all(clients.map((client) => client.end()));
+}
+
+/** Whole seconds between two timestamps the database produced in one transaction. */
+export function secondsBetween(earlier: Date, later: Date): number {
+  return (later.getTime() - earlier.getTime()) / 1000;
+}

@@ -1,0 +1,153 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+/** A TCP port that was free on loopback a moment ago (for binaries that need one up front). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export interface WaitOptions {
+  /** What is being waited for, used in the failure message. */
+  description: string;
+  attempts?: number;
+  intervalMs?: number;
+}
+
+/**
+ * Retries `probe` until it returns a value other than undefined. Bounded by a number of
+ * attempts, so a slow machine retries longer instead of a test asserting on elapsed time.
+ */
+export async function waitUntil<T>(
+  probe: () => Promise<T | undefined>,
+  options: WaitOptions,
+): Promise<T> {
+  const attempts = options.attempts ?? 120;
+  const intervalMs = options.intervalMs ?? 250;
+  let lastError: unknown;
+  for (let attempt = 0; attempt < attempts; attempt++) {
+    try {
+      const value = await probe();
+      if (value !== undefined) return value;
+    } catch (error) {
+      lastError = error;
+    }
+    await sleep(intervalMs);
+  }
+  const cause = lastError instanceof Error ? `; last error: ${lastError.message}` : '';
+  throw new Error(`gave up waiting for ${options.description} after ${attempts} attempts${cause}`);
+}
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface BinaryRequirement {
+  /** Executable name looked up on PATH, e.g. `promtool`. */
+  binary: string;
+  /** How to get it, e.g. "install the Debian package `prometheus` (apt-get install -y prometheus)". */
+  installHint: string;
+}
+
+/**
+ * Runs a binary to completion and returns its exit code and output; a non-zero exit is a
+ * result, not an error. A missing binary is an error that says how to install it, so a
+ * machine without the tool fails the suite instead of silently skipping the check.
+ */
+export async function runBinary(
+  requirement: BinaryRequirement,
+  args: string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number; input?: string } = {},
+): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = execFile(
+      requirement.binary,
+      args,
+      {
+        cwd: options.cwd,
+        env: options.env ?? process.env,
+        timeout: options.timeoutMs ?? 60_000,
+        maxBuffer: 16 << 20,
+      },
+      (error, stdout, stderr) => {
+        if (error && (error as NodeJS.ErrnoException).code === 'ENOENT') {
+          reject(missingBinary(requirement));
+          return;
+        }
+        if (error && typeof error.code !== 'number') {
+          reject(
+            new Error(`${requirement.binary} ${args.join(' ')} did not finish: ${error.message}`),
+          );
+          return;
+        }
+        resolve({ code: error ? Number(error.code) : 0, stdout, stderr });
+      },
+    );
+    // A binary that exits before reading all of stdin (or never started) must not crash the test run.
+    child.stdin?.on('error', () => {});
+    child.stdin?.end(options.input ?? '');
+  });
+}
+
+export interface RunningProcess {
+  child: ChildProcess;
+  /** Everything written to stdout and stderr so far, for failure messages. */
+  output(): string;
+  /** SIGTERM, then SIGKILL if it has not exited after `graceMs`; resolves once it has exited. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+/** Starts a long-running binary (a server); fails fast with an install hint when it is missing. */
+export async function startBinary(
+  requirement: BinaryRequirement,
+  args: string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<RunningProcess> {
+  const child = spawn(requirement.binary, args, {
+    cwd: options.cwd,
+    env: options.env ?? process.env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+
+  await new Promise<void>((resolve, reject) => {
+    child.once('spawn', resolve);
+    child.once('error', (error: NodeJS.ErrnoException) =>
+      reject(error.code === 'ENOENT' ? missingBinary(requirement) : error),
+    );
+  });
+
+  return {
+    child,
+    output: () => output,
+    async stop(graceMs = 10_000) {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      const killed = await Promise.race([
+        exited.then(() => true),
+        sleep(graceMs).then(() => false),
+      ]);
+      if (!killed) {
+        child.kill('SIGKILL');
+        await exited;
+      }
+    },
+  };
+}
+
+function missingBinary(requirement: BinaryRequirement): Error {
+  return new Error(`\`${requirement.binary}\` was not found on PATH: ${requirement.installHint}`);
+}

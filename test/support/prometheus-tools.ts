@@ -1,0 +1,54 @@
+import { fileURLToPath } from 'node:url';
+import { RelayerMetrics, type RelayerMetricsOptions } from '../../src/observability/metrics.ts';
+import type { BinaryRequirement } from './processes.ts';
+
+export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+const PROMETHEUS_PACKAGE =
+  'install the Debian package `prometheus` (apt-get install -y prometheus; .ci/run does it) — the deploy tests need it';
+
+export const PROMTOOL: BinaryRequirement = { binary: 'promtool', installHint: PROMETHEUS_PACKAGE };
+export const PROMETHEUS: BinaryRequirement = {
+  binary: 'prometheus',
+  installHint: PROMETHEUS_PACKAGE,
+};
+export const DOCKER_COMPOSE: BinaryRequirement = {
+  binary: 'docker-compose',
+  installHint:
+    'install the Debian package `docker-compose` (apt-get install -y docker-compose; .ci/run does it)',
+};
+
+/**
+ * A RelayerMetrics that has seen a bit of everything, so every labelled series exists in
+ * the exposition (a labelled metric with no observations prints only HELP and TYPE).
+ */
+export function populatedRelayerMetrics(options: RelayerMetricsOptions = {}): RelayerMetrics {
+  const metrics = new RelayerMetrics({
+    version: '9.9.9-test',
+    poolStats: () => ({ totalCount: 4, idleCount: 3, waitingCount: 0 }),
+    ...options,
+  });
+  metrics.setWorkerUp(true);
+  metrics.tick();
+  metrics.setListenerConnected(true);
+  metrics.claimed('http', 3);
+  metrics.completed('http', 'dispatched', 0.12, 1.5);
+  metrics.completed('http', 'retryable', 2.5);
+  metrics.completed('http', 'failed', 0.01);
+  metrics.leaseLost('http');
+  for (const source of [
+    'notify',
+    'poll',
+    'scheduled_retry',
+    'drain',
+    'reconnect',
+    'startup',
+  ] as const) {
+    metrics.wakeup(source);
+  }
+  metrics.setSlots(2, 14);
+  metrics.repaired(1);
+  metrics.released(2);
+  metrics.setQueueStats({ pending: 10, due: 4, leased: 3, oldestDueAgeSeconds: 12.5 });
+  return metrics;
+}

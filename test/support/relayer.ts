@@ -1,0 +1,127 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { startRuntime, type Runtime } from '../../src/cli/runtime.ts';
+import { seedPolicy } from '../../src/db/policy.ts';
+import { createLogger } from '../../src/observability/logger.ts';
+import { freshDatabase, type LoginRole, type TestDatabase } from './database.ts';
+import { waitUntil } from './processes.ts';
+
+const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export const DEVELOPMENT_POLICY = `${REPO_ROOT}policy/development.json`;
+const BIN = `${REPO_ROOT}bin/symphony-relay.js`;
+
+export interface RelayerDatabase {
+  db: TestDatabase;
+  /** LOGIN role that is a member of symphony_executor. */
+  login: LoginRole;
+  /** Settings for a relayer against this database; fast polling and repair unless overridden. */
+  env(overrides?: Record<string, string>): NodeJS.ProcessEnv;
+}
+
+/** A migrated database with an ACTIVE policy and an executor login: what `run` needs. */
+export async function relayerDatabase(): Promise<RelayerDatabase> {
+  const db = await freshDatabase();
+  await seedPolicy(db.owner, { file: DEVELOPMENT_POLICY });
+  const login = await db.createLoginRole(['symphony_executor']);
+  return {
+    db,
+    login,
+    env: (overrides = {}) => ({
+      DATABASE_URL: login.url,
+      SYMPHONY_HTTP_PORT: '0',
+      SYMPHONY_POLL_INTERVAL_MS: '1000',
+      SYMPHONY_REPAIR_INTERVAL_MS: '1000',
+      SYMPHONY_QUEUE_STATS_INTERVAL_MS: '1000',
+      SYMPHONY_RETRY_BASE_MS: '1000',
+      SYMPHONY_RETRY_MAX_MS: '2000',
+      SYMPHONY_RETRY_JITTER: '0',
+      LOG_LEVEL: 'silent',
+      ...overrides,
+    }),
+  };
+}
+
+export function httpRails(url: string, extra: Record<string, unknown> = {}): string {
+  return JSON.stringify({ bank: { type: 'http', url, ...extra } });
+}
+
+/** The relayer in this process, for tests that need its metrics or readiness. */
+export async function startRelayer(env: NodeJS.ProcessEnv): Promise<Runtime> {
+  return startRuntime(env, createLogger({ level: 'silent', name: 'test-relayer' }));
+}
+
+export interface RelayerProcess {
+  child: ChildProcess;
+  output(): string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** `symphony-relay run` as a real child process with exactly the given environment. */
+export function spawnRelayer(env: NodeJS.ProcessEnv, args: string[] = ['run']): RelayerProcess {
+  const child = spawn(process.execPath, [BIN, ...args], {
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
+  return { child, output: () => output, exited };
+}
+
+/** Waits until a relayer process has logged a line containing `text`. */
+export async function waitForLog(relayer: RelayerProcess, text: string): Promise<void> {
+  await waitUntil(async () => (relayer.output().includes(text) ? true : undefined), {
+    description: `relayer log "${text}" (output so far: ${relayer.output().slice(-2000)})`,
+    attempts: 240,
+  });
+}
+
+export interface OutboxTotals {
+  pending: number;
+  terminal: number;
+}
+
+export async function outboxTotals(db: TestDatabase): Promise<OutboxTotals> {
+  const { rows } = await db.owner.query<{ pending: number; terminal: number }>(
+    `SELECT (SELECT count(*)::int FROM payment_outbox_pending) AS pending,
+            (SELECT count(*)::int FROM payment_outbox_attempts WHERE state IN ('DISPATCHED', 'FAILED')) AS terminal`,
+  );
+  return rows[0] ?? { pending: -1, terminal: -1 };
+}
+
+/** Waits until `count` items have a terminal attempt and nothing is pending. */
+export async function waitForAllTerminal(
+  db: TestDatabase,
+  count: number,
+  attempts = 480,
+): Promise<void> {
+  await waitUntil(
+    async () => {
+      const totals = await outboxTotals(db);
+      return totals.pending === 0 && totals.terminal >= count ? totals : undefined;
+    },
+    { description: `${count} terminal attempts and an empty queue`, attempts },
+  );
+}
+
+export async function attemptsOf(db: TestDatabase, outboxId: string) {
+  const { rows } = await db.owner.query<{
+    attempt_no: number;
+    state: string;
+    error_code: string | null;
+    rail_reference: string | null;
+    rail_code: string | null;
+    claimed_at: Date;
+  }>(
+    `SELECT attempt_no, state::text, error_code, rail_reference, rail_code, claimed_at
+       FROM payment_outbox_attempts WHERE outbox_id = $1 ORDER BY attempt_no`,
+    [outboxId],
+  );
+  return rows;
+}
+
+export { sleep };
