@@ -15,9 +15,10 @@ RUN npm ci --no-audit --no-fund \
 COPY . .
 
 FROM node:24-slim AS runtime
+# SYMPHONY_HTTP_HOST/PORT: the /metrics, /healthz and /readyz server (src/config.ts).
 ENV NODE_ENV=production \
-    SYMPHONY_METRICS_HOST=0.0.0.0 \
-    SYMPHONY_METRICS_PORT=9464
+    SYMPHONY_HTTP_HOST=0.0.0.0 \
+    SYMPHONY_HTTP_PORT=9464
 WORKDIR /app
 # Owned by root and read-only for the runtime user: the relayer never writes its own code.
 COPY --from=build /app /app
@@ -26,7 +27,7 @@ USER node
 EXPOSE 9464
 # node:24-slim has no curl; node's built-in fetch probes liveness (the worker loop is ticking).
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.SYMPHONY_METRICS_PORT||9464)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+  CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.SYMPHONY_HTTP_PORT||9464)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 # Exec form: SIGTERM from `docker stop` reaches node directly (no shell, no npm in between),
 # which is what lets the relayer release its leases and exit 0.
 ENTRYPOINT ["node", "bin/symphony-relay.js"]

@@ -11,12 +11,12 @@
 -- exists (P7103), so the demotion alone can never be committed.
 --
 -- SQLSTATEs (messages start with the invariant id):
---   P7101 INV-POL-002 invalid status transition
---   P7102 INV-POL-003 DELETE / TRUNCATE forbidden
---   P7103 INV-POL-004 the last ACTIVE policy cannot be demoted without a successor
---   P0001 INV-POL-007 version, checksum and created_at are immutable
---   23505 INV-POL-001 a second ACTIVE row
---   23514 INV-POL-005/006 empty checksum; grace_expires_at missing on GRACE or set on ACTIVE
+--   P7101 INV-POL-FORWARD-ONLY invalid status transition
+--   P7102 INV-POL-NO-DELETE DELETE / TRUNCATE forbidden
+--   P7103 INV-POL-LAST-ACTIVE the last ACTIVE policy cannot be demoted without a successor
+--   P0001 INV-POL-IMMUTABLE-CONTENT version, checksum and created_at are immutable
+--   23505 INV-POL-SINGLE-ACTIVE a second ACTIVE row
+--   23514 INV-POL-CHECKSUM / INV-POL-GRACE-EXPIRY empty checksum; grace_expires_at missing on GRACE or set on ACTIVE
 
 CREATE TABLE public.policy_versions (
   version          TEXT PRIMARY KEY,
@@ -58,7 +58,7 @@ BEGIN
   IF NEW.version IS DISTINCT FROM OLD.version
      OR NEW.checksum IS DISTINCT FROM OLD.checksum
      OR NEW.created_at IS DISTINCT FROM OLD.created_at THEN
-    RAISE EXCEPTION 'INV-POL-007: policy % is immutable: version, checksum and created_at cannot change', OLD.version
+    RAISE EXCEPTION 'INV-POL-IMMUTABLE-CONTENT: policy % is immutable: version, checksum and created_at cannot change', OLD.version
       USING ERRCODE = 'P0001',
             HINT = 'Publish the changed policy as a new version and rotate to it.';
   END IF;
@@ -68,14 +68,14 @@ BEGIN
     OR (OLD.status = 'ACTIVE' AND NEW.status = 'GRACE')
     OR (OLD.status = 'GRACE' AND NEW.status = 'RETIRED')
   ) THEN
-    RAISE EXCEPTION 'INV-POL-002: invalid policy status transition % -> % for policy %', OLD.status, NEW.status, OLD.version
+    RAISE EXCEPTION 'INV-POL-FORWARD-ONLY: invalid policy status transition % -> % for policy %', OLD.status, NEW.status, OLD.version
       USING ERRCODE = 'P7101',
             HINT = 'Policies only move forward: ACTIVE -> GRACE -> RETIRED. To activate another policy, insert it as a new ACTIVE version.';
   END IF;
 
   -- A retired policy is history: not even its grace expiry may be rewritten.
   IF OLD.status = 'RETIRED' AND NEW.grace_expires_at IS DISTINCT FROM OLD.grace_expires_at THEN
-    RAISE EXCEPTION 'INV-POL-002: policy % is RETIRED and cannot change', OLD.version
+    RAISE EXCEPTION 'INV-POL-FORWARD-ONLY: policy % is RETIRED and cannot change', OLD.version
       USING ERRCODE = 'P7101';
   END IF;
 
@@ -97,7 +97,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, public
 AS $$
 BEGIN
-  RAISE EXCEPTION 'INV-POL-003: policy versions are never removed (% refused)', TG_OP
+  RAISE EXCEPTION 'INV-POL-NO-DELETE: policy versions are never removed (% refused)', TG_OP
     USING ERRCODE = 'P7102',
           HINT = 'Move the policy forward to RETIRED instead.';
 END;
@@ -125,7 +125,7 @@ SET search_path = pg_catalog, public
 AS $$
 BEGIN
   IF NOT EXISTS (SELECT 1 FROM public.policy_versions WHERE status = 'ACTIVE') THEN
-    RAISE EXCEPTION 'INV-POL-004: demoting policy % would leave no ACTIVE policy', OLD.version
+    RAISE EXCEPTION 'INV-POL-LAST-ACTIVE: demoting policy % would leave no ACTIVE policy', OLD.version
       USING ERRCODE = 'P7103',
             HINT = 'In the same transaction, insert the successor policy as ACTIVE after demoting the current one.';
   END IF;

@@ -14,10 +14,10 @@
 -- REPEATABLE READ writer whose snapshot predates the head it lost to).
 --
 -- SQLSTATEs (messages start with the invariant id):
---   P0001 INV-ATT-001 UPDATE / DELETE / TRUNCATE
---   P7301 INV-ATT-002 prev_hash is not the stream's current head
---   P7302 INV-ATT-004 a supplied record_hash differs from the one the database computes
---   23514 INV-ATT-005 malformed hashes, unknown decision/auth method, missing reason
+--   P0001 INV-ATT-APPEND-ONLY UPDATE / DELETE / TRUNCATE
+--   P7301 INV-ATT-HASH-CHAIN prev_hash is not the stream's current head
+--   P7302 INV-ATT-DB-HASH a supplied record_hash differs from the one the database computes
+--   23514 INV-ATT-FORMAT malformed hashes, unknown decision/auth method, missing reason
 --
 -- Writers use record_ingress_attestation(...) (SECURITY DEFINER, granted to ingest),
 -- which links the record to the current head itself.
@@ -162,13 +162,13 @@ BEGIN
 
   IF NOT FOUND THEN
     IF NEW.prev_hash IS NOT NULL THEN
-      RAISE EXCEPTION 'INV-ATT-002: stream % has no records yet, so prev_hash must be NULL (got %)', NEW.stream_id, NEW.prev_hash
+      RAISE EXCEPTION 'INV-ATT-HASH-CHAIN: stream % has no records yet, so prev_hash must be NULL (got %)', NEW.stream_id, NEW.prev_hash
         USING ERRCODE = 'P7301';
     END IF;
     v_seq := 1;
   ELSE
     IF NEW.prev_hash IS DISTINCT FROM v_head.record_hash THEN
-      RAISE EXCEPTION 'INV-ATT-002: prev_hash % does not match the head of stream % (record % has record_hash %)',
+      RAISE EXCEPTION 'INV-ATT-HASH-CHAIN: prev_hash % does not match the head of stream % (record % has record_hash %)',
         coalesce(NEW.prev_hash, 'NULL'), NEW.stream_id, v_head.stream_seq, v_head.record_hash
         USING ERRCODE = 'P7301',
               HINT = 'Another writer extended the stream first; write through record_ingress_attestation(), which links to the current head.';
@@ -178,7 +178,7 @@ BEGIN
 
   -- The position is the database's to assign; a writer that names another one is confused.
   IF NEW.stream_seq IS NOT NULL AND NEW.stream_seq <> v_seq THEN
-    RAISE EXCEPTION 'INV-ATT-002: stream_seq % is not the next position % of stream %', NEW.stream_seq, v_seq, NEW.stream_id
+    RAISE EXCEPTION 'INV-ATT-HASH-CHAIN: stream_seq % is not the next position % of stream %', NEW.stream_seq, v_seq, NEW.stream_id
       USING ERRCODE = 'P7301',
             HINT = 'Leave stream_seq NULL; the database assigns it.';
   END IF;
@@ -187,7 +187,7 @@ BEGIN
   NEW.recorded_at := clock_timestamp();
   v_computed := encode(sha256(convert_to(public.ingress_attestation_canonical(NEW), 'UTF8')), 'hex');
   IF NEW.record_hash IS NOT NULL AND NEW.record_hash IS DISTINCT FROM v_computed THEN
-    RAISE EXCEPTION 'INV-ATT-004: record_hash is computed by the database; the supplied % does not match', NEW.record_hash
+    RAISE EXCEPTION 'INV-ATT-DB-HASH: record_hash is computed by the database; the supplied % does not match', NEW.record_hash
       USING ERRCODE = 'P7302',
             HINT = 'Leave record_hash NULL.';
   END IF;
@@ -209,7 +209,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, public
 AS $$
 BEGIN
-  RAISE EXCEPTION 'INV-ATT-001: ingress_attestations is append-only; % is not allowed', TG_OP
+  RAISE EXCEPTION 'INV-ATT-APPEND-ONLY: ingress_attestations is append-only; % is not allowed', TG_OP
     USING ERRCODE = 'P0001',
           HINT = 'Attestations are evidence: record a new attestation instead.';
 END;

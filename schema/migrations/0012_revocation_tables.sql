@@ -7,10 +7,10 @@
 -- new row (e.g. a later expiry); history is never rewritten.
 --
 -- SQLSTATEs (messages start with the invariant id):
---   P0001 INV-REV-001 UPDATE / DELETE / TRUNCATE
---   23514 INV-REV-002 expires_at earlier than revoked_at
---   P7201 INV-REV-003 token_hash is not a lowercase hex sha256
---   P7202 INV-REV-004 cert_fingerprint is not a lowercase hex sha256
+--   P0001 INV-REV-APPEND-ONLY UPDATE / DELETE / TRUNCATE
+--   23514 INV-REV-EXPIRY expires_at earlier than revoked_at
+--   P7201 INV-REV-TOKEN-HASH token_hash is not a lowercase hex sha256
+--   P7202 INV-REV-CERT-FINGERPRINT cert_fingerprint is not a lowercase hex sha256
 
 CREATE TABLE public.revoked_client_certs (
   revocation_id    UUID PRIMARY KEY DEFAULT uuidv7(),
@@ -62,13 +62,13 @@ BEGIN
   -- Nested IFs: a field of NEW is resolved only on the branch for its own table.
   IF TG_TABLE_NAME = 'revoked_tokens' THEN
     IF NEW.token_hash !~ '^[0-9a-f]{64}$' THEN
-      RAISE EXCEPTION 'INV-REV-003: revoked_tokens.token_hash must be the lowercase hex sha256 of the token (64 characters 0-9a-f)'
+      RAISE EXCEPTION 'INV-REV-TOKEN-HASH: revoked_tokens.token_hash must be the lowercase hex sha256 of the token (64 characters 0-9a-f)'
         USING ERRCODE = 'P7201',
               HINT = 'Store encode(sha256(token), ''hex''), never the token itself.';
     END IF;
   ELSIF TG_TABLE_NAME = 'revoked_client_certs' THEN
     IF NEW.cert_fingerprint !~ '^[0-9a-f]{64}$' THEN
-      RAISE EXCEPTION 'INV-REV-004: revoked_client_certs.cert_fingerprint must be the lowercase hex sha256 fingerprint of the certificate (64 characters 0-9a-f, no colons)'
+      RAISE EXCEPTION 'INV-REV-CERT-FINGERPRINT: revoked_client_certs.cert_fingerprint must be the lowercase hex sha256 fingerprint of the certificate (64 characters 0-9a-f, no colons)'
         USING ERRCODE = 'P7202';
     END IF;
   END IF;
@@ -93,7 +93,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, public
 AS $$
 BEGIN
-  RAISE EXCEPTION 'INV-REV-001: % is append-only; % is not allowed', TG_TABLE_NAME, TG_OP
+  RAISE EXCEPTION 'INV-REV-APPEND-ONLY: % is append-only; % is not allowed', TG_TABLE_NAME, TG_OP
     USING ERRCODE = 'P0001',
           HINT = 'Record a new revocation row instead of changing or removing one.';
 END;

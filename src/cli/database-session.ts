@@ -39,6 +39,10 @@ export async function withDatabaseSession<T>(
     client = await pool.connect();
   } catch (error) {
     await pool.end();
+    // The SET ROLE failure can win the race with the checkout and reject it instead.
+    if (options.actAs && (setRoleError || isSqlState(error, SqlState.InsufficientPrivilege))) {
+      throw cannotActAs(options, loginOf(options.connectionString), setRoleError ?? error);
+    }
     throw new CliError(
       `${options.command}: cannot connect to ${redactUrl(options.connectionString)}: ${describe(error)}`,
     );
@@ -67,12 +71,27 @@ async function assertActingAs(
   const row = rows[0];
   const failure = setRoleError();
   if (failure || row?.acting_as !== options.actAs) {
-    const reason = failure ? `${describe(failure)}` : `the session acts as "${row?.acting_as}"`;
-    throw new CliError(
-      `${options.command}: login role "${row?.login}" cannot act as ${options.actAs} (${reason}). ` +
-        `Use a login that is a member of ${options.actAs}, e.g. one made with ` +
-        `'symphony-relay roles create-login --acts-as ${options.actAs}'`,
+    throw cannotActAs(
+      options,
+      row?.login ?? loginOf(options.connectionString),
+      failure ?? `the session acts as "${row?.acting_as}"`,
     );
+  }
+}
+
+function cannotActAs(options: SessionOptions, login: string, reason: unknown): CliError {
+  return new CliError(
+    `${options.command}: login role "${login}" cannot act as ${options.actAs} (${describe(reason)}). ` +
+      `Use a login that is a member of ${options.actAs}, e.g. one made with ` +
+      `'symphony-relay roles create-login --acts-as ${options.actAs}'`,
+  );
+}
+
+function loginOf(connectionString: string): string {
+  try {
+    return decodeURIComponent(new URL(connectionString).username) || '(default user)';
+  } catch {
+    return '(unknown)';
   }
 }
 
@@ -100,4 +119,29 @@ function describe(error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);
   const code = sqlStateOf(error);
   return code ? `${message} (SQLSTATE ${code})` : message;
+}
+
+/**
+ * Runs `work` in one transaction: all of it commits or none of it does. `startedAt` is the
+ * transaction timestamp, which is what now() and every column default return inside it.
+ */
+export async function inTransaction<T>(
+  client: pg.PoolClient,
+  work: (startedAt: Date) => Promise<T>,
+): Promise<T> {
+  await client.query('BEGIN');
+  try {
+    const { rows } = await client.query<{ started_at: Date }>(
+      'SELECT transaction_timestamp() AS started_at',
+    );
+    const startedAt = rows[0]?.started_at;
+    if (!startedAt) throw new Error('transaction_timestamp() returned no row');
+    const result = await work(startedAt);
+    await client.query('COMMIT');
+    return result;
+  } catch (error) {
+    // The connection is discarded after the command either way; a failed ROLLBACK adds nothing.
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  }
 }

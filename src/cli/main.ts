@@ -1,10 +1,14 @@
 import { Command } from 'commander';
+import { registerEnqueueCommand } from './enqueue.ts';
 import { CliError } from './errors.ts';
 import { registerLocalCommand } from './local.ts';
 import { registerMigrateCommand } from './migrate.ts';
+import { registerMockRailCommand } from './mock-rail.ts';
+import { registerPolicyCommand } from './policy.ts';
 import { registerRolesCommand } from './roles.ts';
 import { registerRunCommand } from './run.ts';
 import { registerSchemaCommand } from './schema.ts';
+import { registerStatusCommand } from './status.ts';
 
 const program = new Command()
   .name('symphony-relay')
@@ -17,6 +21,10 @@ registerLocalCommand(program);
 registerMigrateCommand(program);
 registerRolesCommand(program);
 registerSchemaCommand(program);
+registerEnqueueCommand(program);
+registerStatusCommand(program);
+registerPolicyCommand(program);
+registerMockRailCommand(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -34,7 +34,8 @@ export function canonicalJson(value: unknown): string {
     return JSON.stringify(value);
   }
   if (typeof value === 'number') {
-    if (!Number.isFinite(value)) throw new TypeError(`canonicalJson: ${value} is not a JSON number`);
+    if (!Number.isFinite(value))
+      throw new TypeError(`canonicalJson: ${value} is not a JSON number`);
     return JSON.stringify(value);
   }
   if (Array.isArray(value)) {
@@ -68,12 +69,17 @@ export async function readPolicyFile(file: string): Promise<PolicyIdentity> {
   try {
     document = JSON.parse(text);
   } catch (error) {
-    throw new PolicySeedError(`policy file ${file} is not valid JSON: ${(error as Error).message}`, {
-      cause: error,
-    });
+    throw new PolicySeedError(
+      `policy file ${file} is not valid JSON: ${(error as Error).message}`,
+      {
+        cause: error,
+      },
+    );
   }
   if (typeof document !== 'object' || document === null || Array.isArray(document)) {
-    throw new PolicySeedError(`policy file ${file} must contain a JSON object with a "version" string`);
+    throw new PolicySeedError(
+      `policy file ${file} must contain a JSON object with a "version" string`,
+    );
   }
   const version = (document as Record<string, unknown>).version;
   if (typeof version !== 'string' || version.trim() === '') {

@@ -21,6 +21,8 @@ export interface CompleterOptions {
   retry: RetryPolicy;
   logger: Logger;
   metrics: RelayerMetrics;
+  /** A RETRYABLE outcome was recorded: the item is due again at `at`. */
+  onRetryScheduled: (at: Date) => void;
 }
 
 /**
@@ -66,6 +68,9 @@ export class Completer {
         outcome.latencyMs / 1000,
         (Date.now() - item.createdAt.getTime()) / 1000,
       );
+      if (recorded.state === 'RETRYABLE' && retryDelaySeconds !== null) {
+        this.options.onRetryScheduled(new Date(Date.now() + retryDelaySeconds * 1000));
+      }
       if (recorded.state !== 'DISPATCHED') {
         const errorCode =
           recorded.state === outcome.state || outcome.state === 'DISPATCHED'

@@ -70,6 +70,8 @@ export class Relayer {
       retry: options.retry,
       logger,
       metrics,
+      // Wake this worker when its own retry falls due, without fast polling.
+      onRetryScheduled: (at) => this.wakeup.scheduleAt(at),
     });
     this.dispatcher = new Dispatcher({
       concurrency: options.concurrency,

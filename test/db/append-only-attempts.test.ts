@@ -12,7 +12,11 @@ beforeAll(async () => {
   const [item] = await enqueueAndClaim(db.owner, 1, { workerId: 'w' });
   if (!item) throw new Error('fixture claimed nothing');
   outboxId = item.outboxId;
-  await completeOutboxAttempt(db.owner, 'w', { outboxId, leaseToken: item.leaseToken, state: 'DISPATCHED' });
+  await completeOutboxAttempt(db.owner, 'w', {
+    outboxId,
+    leaseToken: item.leaseToken,
+    state: 'DISPATCHED',
+  });
 });
 
 describe('INV-ATTEMPTS-APPEND-ONLY: payment_outbox_attempts refuses every change to history (P0001)', () => {

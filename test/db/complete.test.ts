@@ -39,7 +39,11 @@ async function claimOne(): Promise<ClaimedItem> {
 /** Claims the given (due) item again for WORKER and returns its new lease. */
 async function reclaim(outboxId: string): Promise<ClaimedItem> {
   await makeDue(db.owner, [outboxId]);
-  const claimed = await claimOutboxBatch(db.owner, { batchSize: 1000, workerId: WORKER, leaseSeconds: 60 });
+  const claimed = await claimOutboxBatch(db.owner, {
+    batchSize: 1000,
+    workerId: WORKER,
+    leaseSeconds: 60,
+  });
   const item = claimed.find((candidate) => candidate.outboxId === outboxId);
   if (!item) throw new Error(`could not reclaim ${outboxId}`);
   return item;
@@ -48,24 +52,44 @@ async function reclaim(outboxId: string): Promise<ClaimedItem> {
 describe('complete_outbox_attempt', () => {
   describe('INV-COMPLETE-LEASE-FENCED: refused with P7002 unless this worker holds this unexpired lease', () => {
     it.each([
-      ['a wrong token', (item: ClaimedItem) => ({ worker: WORKER, token: '00000000-0000-7000-8000-000000000000', item })],
-      ['a wrong worker', (item: ClaimedItem) => ({ worker: 'intruder', token: item.leaseToken, item })],
+      [
+        'a wrong token',
+        (item: ClaimedItem) => ({
+          worker: WORKER,
+          token: '00000000-0000-7000-8000-000000000000',
+          item,
+        }),
+      ],
+      [
+        'a wrong worker',
+        (item: ClaimedItem) => ({ worker: 'intruder', token: item.leaseToken, item }),
+      ],
     ])('%s', async (_label, variant) => {
       const { worker, token, item } = variant(await claimOne());
       const error = await expectSqlState(
-        completeOutboxAttempt(db.owner, worker, { outboxId: item.outboxId, leaseToken: token, state: 'DISPATCHED' }),
+        completeOutboxAttempt(db.owner, worker, {
+          outboxId: item.outboxId,
+          leaseToken: token,
+          state: 'DISPATCHED',
+        }),
         'P7002',
       );
       expect(error).toBeInstanceOf(LeaseLostError);
       expect(await readAttempts(db.owner, [item.outboxId])).toEqual([]);
-      expect(await readPending(db.owner, item.outboxId)).toMatchObject({ lease_token: item.leaseToken });
+      expect(await readPending(db.owner, item.outboxId)).toMatchObject({
+        lease_token: item.leaseToken,
+      });
     });
 
     it('an expired lease', async () => {
       const item = await claimOne();
       await expireLeases(db.owner, [item.outboxId]);
       await expectSqlState(
-        completeOutboxAttempt(db.owner, WORKER, { outboxId: item.outboxId, leaseToken: item.leaseToken, state: 'FAILED' }),
+        completeOutboxAttempt(db.owner, WORKER, {
+          outboxId: item.outboxId,
+          leaseToken: item.leaseToken,
+          state: 'FAILED',
+        }),
         'P7002',
       );
       expect(await readAttempts(db.owner, [item.outboxId])).toEqual([]);
@@ -73,7 +97,11 @@ describe('complete_outbox_attempt', () => {
 
     it('INV-COMPLETE-ONCE: a second completion of a finished item', async () => {
       const item = await claimOne();
-      const completion = { outboxId: item.outboxId, leaseToken: item.leaseToken, state: 'DISPATCHED' as const };
+      const completion = {
+        outboxId: item.outboxId,
+        leaseToken: item.leaseToken,
+        state: 'DISPATCHED' as const,
+      };
       await completeOutboxAttempt(db.owner, WORKER, completion);
       await expectSqlState(completeOutboxAttempt(db.owner, WORKER, completion), 'P7002');
       expect(await readAttempts(db.owner, [item.outboxId])).toHaveLength(1);
@@ -85,25 +113,26 @@ describe('complete_outbox_attempt', () => {
     async (state) => {
       const item = await claimOne();
       await expectSqlState(
-        db.owner.query('SELECT * FROM public.complete_outbox_attempt($1, $2, $3, $4::public.outbox_attempt_state)', [
-          item.outboxId,
-          item.leaseToken,
-          WORKER,
-          state,
-        ]),
+        db.owner.query(
+          'SELECT * FROM public.complete_outbox_attempt($1, $2, $3, $4::public.outbox_attempt_state)',
+          [item.outboxId, item.leaseToken, WORKER, state],
+        ),
         'P7003',
       );
       expect(await readAttempts(db.owner, [item.outboxId])).toEqual([]);
-      expect(await readPending(db.owner, item.outboxId)).toMatchObject({ lease_token: item.leaseToken });
+      expect(await readPending(db.owner, item.outboxId)).toMatchObject({
+        lease_token: item.leaseToken,
+      });
     },
   );
 
   it('checks the state before the lease: an invalid state with a wrong token is P7003', async () => {
     const item = await claimOne();
     await expectSqlState(
-      db.owner.query(`SELECT * FROM public.complete_outbox_attempt($1, uuidv7(), 'nobody', 'ZOMBIE_REQUEUE')`, [
-        item.outboxId,
-      ]),
+      db.owner.query(
+        `SELECT * FROM public.complete_outbox_attempt($1, uuidv7(), 'nobody', 'ZOMBIE_REQUEUE')`,
+        [item.outboxId],
+      ),
       'P7003',
     );
   });
@@ -147,13 +176,31 @@ describe('complete_outbox_attempt', () => {
     });
     expect(result).toEqual({ attemptNo: 1, state: 'RETRYABLE' });
     const pending = await readPending(db.owner, item.outboxId);
-    expect(pending).toMatchObject({ claimed_by: null, lease_token: null, lease_expires_at: null, attempt_count: 1 });
+    expect(pending).toMatchObject({
+      claimed_by: null,
+      lease_token: null,
+      lease_expires_at: null,
+      attempt_count: 1,
+    });
     const [attempt] = await readAttempts(db.owner, [item.outboxId]);
-    expect(attempt).toMatchObject({ state: 'RETRYABLE', completed_at: null, error_code: 'RAIL_TIMEOUT' });
+    expect(attempt).toMatchObject({
+      state: 'RETRYABLE',
+      completed_at: null,
+      error_code: 'RAIL_TIMEOUT',
+    });
     // Both timestamps are now() of the completing transaction, so the difference is exact.
-    expect(secondsBetween(attempt?.claimed_at ?? new Date(NaN), pending?.next_attempt_at ?? new Date(NaN))).toBe(7);
+    expect(
+      secondsBetween(
+        attempt?.claimed_at ?? new Date(NaN),
+        pending?.next_attempt_at ?? new Date(NaN),
+      ),
+    ).toBe(7);
     // Not due yet: a claim does not return it.
-    const claimed = await claimOutboxBatch(db.owner, { batchSize: 1000, workerId: WORKER, leaseSeconds: 60 });
+    const claimed = await claimOutboxBatch(db.owner, {
+      batchSize: 1000,
+      workerId: WORKER,
+      leaseSeconds: 60,
+    });
     expect(claimed.map((candidate) => candidate.outboxId)).not.toContain(item.outboxId);
   });
 
@@ -167,7 +214,12 @@ describe('complete_outbox_attempt', () => {
     });
     const pending = await readPending(db.owner, item.outboxId);
     const [attempt] = await readAttempts(db.owner, [item.outboxId]);
-    expect(secondsBetween(attempt?.claimed_at ?? new Date(NaN), pending?.next_attempt_at ?? new Date(NaN))).toBe(1);
+    expect(
+      secondsBetween(
+        attempt?.claimed_at ?? new Date(NaN),
+        pending?.next_attempt_at ?? new Date(NaN),
+      ),
+    ).toBe(1);
   });
 
   it('INV-COMPLETE-RETRY-CEILING: by default attempt 19 may retry and attempt 20 becomes FAILED', async () => {
@@ -191,7 +243,11 @@ describe('complete_outbox_attempt', () => {
     expect(twentieth).toEqual({ attemptNo: 20, state: 'FAILED' });
     expect(await readPending(db.owner, first.outboxId)).toBeUndefined();
     const attempts = await readAttempts(db.owner, [first.outboxId]);
-    expect(attempts.at(-1)).toMatchObject({ attempt_no: 20, state: 'FAILED', error_code: 'RAIL_TIMEOUT' });
+    expect(attempts.at(-1)).toMatchObject({
+      attempt_no: 20,
+      state: 'FAILED',
+      error_code: 'RAIL_TIMEOUT',
+    });
   });
 
   it('symphony.outbox_retry_ceiling = 3 makes attempt 3 FAILED (error_code RETRY_CEILING when none given)', async () => {
@@ -219,7 +275,10 @@ describe('complete_outbox_attempt', () => {
     async (value) => {
       await session.query(`SELECT set_config('symphony.outbox_retry_ceiling', $1, false)`, [value]);
       try {
-        const error = await expectSqlState(session.query('SELECT public.outbox_retry_ceiling()'), '22023');
+        const error = await expectSqlState(
+          session.query('SELECT public.outbox_retry_ceiling()'),
+          '22023',
+        );
         expect(error.message).toContain('symphony.outbox_retry_ceiling');
         expect(error.message).toContain(`"${value}"`);
         expect(error.message).toContain('between 1 and 1000');
@@ -241,7 +300,9 @@ describe('complete_outbox_attempt', () => {
   );
 
   it('outbox_retry_ceiling() is 20 when the setting is unset', async () => {
-    const { rows } = await session.query<{ ceiling: number }>('SELECT public.outbox_retry_ceiling() AS ceiling');
+    const { rows } = await session.query<{ ceiling: number }>(
+      'SELECT public.outbox_retry_ceiling() AS ceiling',
+    );
     expect(rows[0]?.ceiling).toBe(20);
   });
 

@@ -10,7 +10,10 @@ describe('INV-ENV-PG18: the schema only applies to PostgreSQL 18 or newer (P7001
   });
 
   it('the same check with a threshold above the server refuses with P7001 and says why', async () => {
-    const error = await expectSqlState(db.owner.query('SELECT public.assert_server_version(190000)'), 'P7001');
+    const error = await expectSqlState(
+      db.owner.query('SELECT public.assert_server_version(190000)'),
+      'P7001',
+    );
     expect(error.message).toContain('server_version_num >= 190000');
     expect(error.message).toMatch(/but this server is 18\.\d+ \(server_version_num 18\d{4}\)/);
   });
@@ -21,7 +24,10 @@ describe('INV-ENV-PG18: the schema only applies to PostgreSQL 18 or newer (P7001
     );
     expect(rows).toHaveLength(1);
     const { readFile } = await import('node:fs/promises');
-    const sql = await readFile(new URL('../../schema/migrations/0001_init.sql', import.meta.url), 'utf8');
+    const sql = await readFile(
+      new URL('../../schema/migrations/0001_init.sql', import.meta.url),
+      'utf8',
+    );
     const call = sql.indexOf('SELECT public.assert_server_version(180000);');
     expect(call).toBeGreaterThan(0);
     expect(sql.indexOf('CREATE TYPE')).toBeGreaterThan(call);
@@ -69,7 +75,11 @@ describe('schema shape the invariants rely on', () => {
   });
 
   it('every outbox function is SECURITY DEFINER with search_path pinned to pg_catalog, public', async () => {
-    const { rows } = await db.owner.query<{ name: string; definer: boolean; config: string[] | null }>(
+    const { rows } = await db.owner.query<{
+      name: string;
+      definer: boolean;
+      config: string[] | null;
+    }>(
       `SELECT p.proname AS name, p.prosecdef AS definer, p.proconfig AS config
          FROM pg_proc p
         WHERE p.pronamespace = 'public'::regnamespace
@@ -80,7 +90,10 @@ describe('schema shape the invariants rely on', () => {
     );
     expect(rows.length).toBeGreaterThanOrEqual(6);
     for (const row of rows) {
-      expect(row, row.name).toMatchObject({ definer: true, config: ['search_path=pg_catalog, public'] });
+      expect(row, row.name).toMatchObject({
+        definer: true,
+        config: ['search_path=pg_catalog, public'],
+      });
     }
   });
 
@@ -89,7 +102,9 @@ describe('schema shape the invariants rely on', () => {
       `SELECT reloptions AS options FROM pg_class WHERE oid = 'public.payment_outbox_pending'::regclass`,
     );
     expect(rows[0]?.options).toContain('fillfactor=80');
-    expect(rows[0]?.options.some((option) => option.startsWith('autovacuum_vacuum_scale_factor='))).toBe(true);
+    expect(
+      rows[0]?.options.some((option) => option.startsWith('autovacuum_vacuum_scale_factor=')),
+    ).toBe(true);
   });
 
   it('the concurrently built lease-expiry index exists and is valid', async () => {

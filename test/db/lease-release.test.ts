@@ -29,8 +29,11 @@ beforeEach(async () => {
 
 describe('release_outbox_leases', () => {
   it('INV-RELEASE-FENCED: releases only rows leased to this worker with the given token, and appends no attempt', async () => {
-    const [first, second, wrongToken, otherWorker] = await enqueueAndClaim(db.owner, 4, { workerId: WORKER });
-    if (!first || !second || !wrongToken || !otherWorker) throw new Error('fixture claimed too few');
+    const [first, second, wrongToken, otherWorker] = await enqueueAndClaim(db.owner, 4, {
+      workerId: WORKER,
+    });
+    if (!first || !second || !wrongToken || !otherWorker)
+      throw new Error('fixture claimed too few');
     const [stolen] = await enqueueAndClaim(db.owner, 1, { workerId: 'someone-else' });
     if (!stolen) throw new Error('fixture claimed nothing');
 
@@ -50,13 +53,28 @@ describe('release_outbox_leases', () => {
         attempt_count: 0,
       });
     }
-    expect(await readPending(db.owner, wrongToken.outboxId)).toMatchObject({ lease_token: wrongToken.leaseToken });
-    expect(await readPending(db.owner, stolen.outboxId)).toMatchObject({ claimed_by: 'someone-else' });
-    expect(await readAttempts(db.owner, [first, second, wrongToken, stolen].map((item) => item.outboxId))).toEqual([]);
+    expect(await readPending(db.owner, wrongToken.outboxId)).toMatchObject({
+      lease_token: wrongToken.leaseToken,
+    });
+    expect(await readPending(db.owner, stolen.outboxId)).toMatchObject({
+      claimed_by: 'someone-else',
+    });
+    expect(
+      await readAttempts(
+        db.owner,
+        [first, second, wrongToken, stolen].map((item) => item.outboxId),
+      ),
+    ).toEqual([]);
 
     // Released items are due at once, for any worker.
-    const reclaimed = await claimOutboxBatch(db.owner, { batchSize: 10, workerId: 'next', leaseSeconds: 30 });
-    expect(new Set(reclaimed.map((item) => item.outboxId))).toEqual(new Set([first.outboxId, second.outboxId]));
+    const reclaimed = await claimOutboxBatch(db.owner, {
+      batchSize: 10,
+      workerId: 'next',
+      leaseSeconds: 30,
+    });
+    expect(new Set(reclaimed.map((item) => item.outboxId))).toEqual(
+      new Set([first.outboxId, second.outboxId]),
+    );
   });
 
   it('an expired lease is not released (it belongs to repair now)', async () => {
@@ -64,7 +82,9 @@ describe('release_outbox_leases', () => {
     if (!item) throw new Error('fixture claimed nothing');
     await expireLeases(db.owner, [item.outboxId]);
     expect(await releaseOutboxLeases(executor, WORKER, [item])).toEqual([]);
-    expect(await readPending(db.owner, item.outboxId)).toMatchObject({ lease_token: item.leaseToken });
+    expect(await readPending(db.owner, item.outboxId)).toMatchObject({
+      lease_token: item.leaseToken,
+    });
   });
 
   it('mismatched id and token arrays are refused with 22023', async () => {

@@ -3,7 +3,13 @@ import type pg from 'pg';
 import { enqueuePaymentOutbox, releaseOutboxLeases } from '../../src/db/outbox.ts';
 import { freshDatabase } from '../support/database.ts';
 import { NotificationRecorder } from '../support/notification-recorder.ts';
-import { closeAll, connectMany, enqueueAndClaim, enqueueItems, uniquePrefix } from '../support/outbox-fixtures.ts';
+import {
+  closeAll,
+  connectMany,
+  enqueueAndClaim,
+  enqueueItems,
+  uniquePrefix,
+} from '../support/outbox-fixtures.ts';
 
 const CHANNEL = 'outbox_pending';
 const db = await freshDatabase();

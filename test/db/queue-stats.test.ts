@@ -2,7 +2,12 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type pg from 'pg';
 import { outboxNextAttemptAt, outboxQueueStats } from '../../src/db/outbox.ts';
 import { freshDatabase } from '../support/database.ts';
-import { emptyQueue, enqueueAndClaim, enqueueItems, expireLeases } from '../support/outbox-fixtures.ts';
+import {
+  emptyQueue,
+  enqueueAndClaim,
+  enqueueItems,
+  expireLeases,
+} from '../support/outbox-fixtures.ts';
 import { expectSqlState } from '../support/sqlstate.ts';
 
 const db = await freshDatabase();
@@ -53,13 +58,19 @@ describe('outbox_next_attempt_at', () => {
 
 describe('outbox_queue_stats', () => {
   it('is all zero with no age on an empty queue', async () => {
-    expect(await outboxQueueStats(readonly)).toEqual({ pending: 0, due: 0, leased: 0, oldestDueAgeSeconds: null });
+    expect(await outboxQueueStats(readonly)).toEqual({
+      pending: 0,
+      due: 0,
+      leased: 0,
+      oldestDueAgeSeconds: null,
+    });
   });
 
   it('INV-QUEUE-STATS: counts pending, due (unleased or expired, and due) and live leases', async () => {
     const [live1, live2, expired] = await enqueueAndClaim(db.owner, 3, { workerId: 'w' });
     const [dueOld, dueNew, future] = await enqueueItems(db.owner, 3);
-    if (!live1 || !live2 || !expired || !dueOld || !dueNew || !future) throw new Error('fixture produced too few');
+    if (!live1 || !live2 || !expired || !dueOld || !dueNew || !future)
+      throw new Error('fixture produced too few');
     await expireLeases(db.owner, [expired.outboxId]);
     await scheduleAt(dueOld, -100);
     await scheduleAt(dueNew, -5);

@@ -36,7 +36,10 @@ beforeEach(async () => {
 
 describe('repair_expired_leases', () => {
   it('INV-REPAIR-EXPIRED-ONLY: only expired leases are requeued, each with one ZOMBIE_REQUEUE attempt', async () => {
-    const [live, expired] = await enqueueAndClaim(db.owner, 2, { workerId: 'crashed', leaseSeconds: 300 });
+    const [live, expired] = await enqueueAndClaim(db.owner, 2, {
+      workerId: 'crashed',
+      leaseSeconds: 300,
+    });
     const [unleased] = await enqueueItems(db.owner, 1);
     if (!live || !expired || !unleased) throw new Error('fixture produced too few items');
     await expireLeases(db.owner, [expired.outboxId]);
@@ -44,14 +47,39 @@ describe('repair_expired_leases', () => {
     const repaired = await repairExpiredLeases(db.owner, { batchSize: 100, workerId: 'repairer' });
 
     expect(repaired).toEqual([{ outboxId: expired.outboxId, attemptNo: 1 }]);
-    const [attempt, ...more] = await readAttempts(db.owner, [live.outboxId, expired.outboxId, unleased]);
+    const [attempt, ...more] = await readAttempts(db.owner, [
+      live.outboxId,
+      expired.outboxId,
+      unleased,
+    ]);
     expect(more).toEqual([]);
-    expect(attempt).toMatchObject({ outbox_id: expired.outboxId, attempt_no: 1, state: 'ZOMBIE_REQUEUE', worker_id: 'repairer' });
+    expect(attempt).toMatchObject({
+      outbox_id: expired.outboxId,
+      attempt_no: 1,
+      state: 'ZOMBIE_REQUEUE',
+      worker_id: 'repairer',
+    });
     const requeued = await readPending(db.owner, expired.outboxId);
-    expect(requeued).toMatchObject({ claimed_by: null, lease_token: null, lease_expires_at: null, attempt_count: 1 });
-    expect(secondsBetween(attempt?.claimed_at ?? new Date(NaN), requeued?.next_attempt_at ?? new Date(NaN))).toBe(1);
-    expect(await readPending(db.owner, live.outboxId)).toMatchObject({ claimed_by: 'crashed', lease_token: live.leaseToken });
-    expect(await readPending(db.owner, unleased)).toMatchObject({ lease_token: null, attempt_count: 0 });
+    expect(requeued).toMatchObject({
+      claimed_by: null,
+      lease_token: null,
+      lease_expires_at: null,
+      attempt_count: 1,
+    });
+    expect(
+      secondsBetween(
+        attempt?.claimed_at ?? new Date(NaN),
+        requeued?.next_attempt_at ?? new Date(NaN),
+      ),
+    ).toBe(1);
+    expect(await readPending(db.owner, live.outboxId)).toMatchObject({
+      claimed_by: 'crashed',
+      lease_token: live.leaseToken,
+    });
+    expect(await readPending(db.owner, unleased)).toMatchObject({
+      lease_token: null,
+      attempt_count: 0,
+    });
   });
 
   it('INV-REPAIR-FENCES-ZOMBIE: the crashed worker cannot complete a repaired item (P7002)', async () => {
@@ -60,21 +88,30 @@ describe('repair_expired_leases', () => {
     await expireLeases(db.owner, [item.outboxId]);
     await repairExpiredLeases(db.owner, { batchSize: 10, workerId: 'repairer' });
     await expectSqlState(
-      completeOutboxAttempt(db.owner, 'zombie', { outboxId: item.outboxId, leaseToken: item.leaseToken, state: 'DISPATCHED' }),
+      completeOutboxAttempt(db.owner, 'zombie', {
+        outboxId: item.outboxId,
+        leaseToken: item.leaseToken,
+        state: 'DISPATCHED',
+      }),
       'P7002',
     );
   });
 
   it('INV-REPAIR-NO-DOUBLE: 4 repairers running at once in open transactions never repair the same row twice', async () => {
     const items = await enqueueAndClaim(db.owner, 200, { workerId: 'crashed' });
-    await expireLeases(db.owner, items.map((item) => item.outboxId));
+    await expireLeases(
+      db.owner,
+      items.map((item) => item.outboxId),
+    );
 
     await Promise.all(clients.map((client) => client.query('BEGIN')));
     let results: Awaited<ReturnType<typeof repairExpiredLeases>>[];
     try {
       // Every call returns while all four transactions still hold their row locks.
       results = await Promise.all(
-        clients.map((client, index) => repairExpiredLeases(client, { batchSize: 60, workerId: `repairer-${index}` })),
+        clients.map((client, index) =>
+          repairExpiredLeases(client, { batchSize: 60, workerId: `repairer-${index}` }),
+        ),
       );
     } finally {
       await Promise.all(clients.map((client) => client.query('COMMIT')));
@@ -83,9 +120,14 @@ describe('repair_expired_leases', () => {
     const repairedIds = results.flat().map((item) => item.outboxId);
     expect(repairedIds).toHaveLength(200);
     expect(new Set(repairedIds).size).toBe(200);
-    const attempts = await readAttempts(db.owner, items.map((item) => item.outboxId));
+    const attempts = await readAttempts(
+      db.owner,
+      items.map((item) => item.outboxId),
+    );
     expect(attempts).toHaveLength(200);
-    expect(attempts.every((attempt) => attempt.attempt_no === 1 && attempt.state === 'ZOMBIE_REQUEUE')).toBe(true);
+    expect(
+      attempts.every((attempt) => attempt.attempt_no === 1 && attempt.state === 'ZOMBIE_REQUEUE'),
+    ).toBe(true);
     expect(await repairExpiredLeases(db.owner, { batchSize: 1000, workerId: 'late' })).toEqual([]);
   });
 
@@ -108,7 +150,11 @@ describe('repair_expired_leases', () => {
         state: 'FAILED',
         error_code: 'RETRY_CEILING',
       });
-      const [again] = await claimOutboxBatch(db.owner, { batchSize: 10, workerId: 'w', leaseSeconds: 30 });
+      const [again] = await claimOutboxBatch(db.owner, {
+        batchSize: 10,
+        workerId: 'w',
+        leaseSeconds: 30,
+      });
       expect(again).toBeUndefined();
     } finally {
       await session.query('RESET symphony.outbox_retry_ceiling');
@@ -131,7 +177,10 @@ describe('repair_expired_leases', () => {
       await claimOutboxBatch(db.owner, { batchSize: 10, workerId: 'crashed', leaseSeconds: 30 });
       await expireLeases(db.owner, [first.outboxId]);
       await repairExpiredLeases(session, { batchSize: 10, workerId: 'repairer' });
-      expect(await enqueuePaymentOutbox(db.owner, request)).toMatchObject({ outboxId: first.outboxId, state: 'FAILED' });
+      expect(await enqueuePaymentOutbox(db.owner, request)).toMatchObject({
+        outboxId: first.outboxId,
+        state: 'FAILED',
+      });
     } finally {
       await session.query('RESET symphony.outbox_retry_ceiling');
     }
@@ -145,15 +194,23 @@ describe('repair_expired_leases', () => {
     await expireLeases(db.owner, [item.outboxId]);
     await session.query(`SET symphony.outbox_retry_ceiling = 'lots'`);
     try {
-      await expectSqlState(repairExpiredLeases(session, { batchSize: 10, workerId: 'repairer' }), '22023');
+      await expectSqlState(
+        repairExpiredLeases(session, { batchSize: 10, workerId: 'repairer' }),
+        '22023',
+      );
     } finally {
       await session.query('RESET symphony.outbox_retry_ceiling');
     }
     expect(await readAttempts(db.owner, [item.outboxId])).toEqual([]);
-    expect(await readPending(db.owner, item.outboxId)).toMatchObject({ lease_token: item.leaseToken });
+    expect(await readPending(db.owner, item.outboxId)).toMatchObject({
+      lease_token: item.leaseToken,
+    });
   });
 
   it('refuses a non-positive batch size with 22023', async () => {
-    await expectSqlState(repairExpiredLeases(db.owner, { batchSize: 0, workerId: 'repairer' }), '22023');
+    await expectSqlState(
+      repairExpiredLeases(db.owner, { batchSize: 0, workerId: 'repairer' }),
+      '22023',
+    );
   });
 });

@@ -179,17 +179,26 @@ describe('http rail: what it sends', () => {
 });
 
 describe('http rail: timeouts and network errors', () => {
+  /** A request the server holds far beyond any timeout used here; keyed, so it cannot leak into another test. */
+  function answeredTooLate(overrides: Parameters<typeof dispatchRequest>[0] = {}) {
+    const request = dispatchRequest(overrides);
+    server.respondToKey(request.idempotencyKey, {
+      status: 200,
+      body: { reference: 'too-late' },
+      delayMs: 10_000,
+    });
+    return request;
+  }
+
   it('is RETRYABLE TIMEOUT when the rail answers after its own timeout', async () => {
-    server.respondNext({ status: 200, body: { reference: 'too-late' }, delayMs: 5_000 });
-    expect(await rail({ timeoutMs: 50 }).dispatch(dispatchRequest())).toMatchObject({
+    expect(await rail({ timeoutMs: 200 }).dispatch(answeredTooLate())).toMatchObject({
       state: 'RETRYABLE',
       errorCode: 'TIMEOUT',
     });
   });
 
   it("is RETRYABLE TIMEOUT when the caller's signal times out", async () => {
-    server.respondNext({ status: 200, body: { reference: 'too-late' }, delayMs: 5_000 });
-    const request = dispatchRequest({ signal: AbortSignal.timeout(50) });
+    const request = answeredTooLate({ signal: AbortSignal.timeout(200) });
     expect(await rail().dispatch(request)).toMatchObject({
       state: 'RETRYABLE',
       errorCode: 'TIMEOUT',
@@ -197,10 +206,9 @@ describe('http rail: timeouts and network errors', () => {
   });
 
   it('is RETRYABLE ABORTED when the caller aborts for another reason (shutdown)', async () => {
-    server.respondNext({ status: 200, body: { reference: 'too-late' }, delayMs: 5_000 });
     const controller = new AbortController();
-    const outcome = rail().dispatch(dispatchRequest({ signal: controller.signal }));
-    setTimeout(() => controller.abort(), 20);
+    const outcome = rail().dispatch(answeredTooLate({ signal: controller.signal }));
+    setTimeout(() => controller.abort(), 200);
     expect(await outcome).toMatchObject({ state: 'RETRYABLE', errorCode: 'ABORTED' });
   });
 

@@ -42,7 +42,9 @@ export async function connectAsEach<R extends RuntimeRole>(
   db: TestDatabase,
   roles: readonly R[],
 ): Promise<Record<R, pg.Client>> {
-  const entries = await Promise.all(roles.map(async (role) => [role, await connectAs(db, role)] as const));
+  const entries = await Promise.all(
+    roles.map(async (role) => [role, await connectAs(db, role)] as const),
+  );
   return Object.fromEntries(entries) as Record<R, pg.Client>;
 }
 

@@ -181,6 +181,25 @@ async function applyWithoutTransaction(client: pg.Client, file: MigrationFile): 
   }
 }
 
+const LOCK_POLL_MILLIS = 100;
+
+/**
+ * Polls instead of blocking in pg_advisory_lock: a runner blocked inside that statement
+ * holds a snapshot, and CREATE INDEX CONCURRENTLY in the lock holder's no-transaction
+ * migration waits for every older snapshot to end, so the two would deadlock. Between
+ * polls a waiting runner holds nothing.
+ */
+async function acquireMigrationLock(client: pg.Client): Promise<void> {
+  for (;;) {
+    const { rows } = await client.query<{ locked: boolean }>(
+      'SELECT pg_try_advisory_lock($1) AS locked',
+      [MIGRATION_LOCK_KEY],
+    );
+    if (rows[0]?.locked) return;
+    await new Promise((resolve) => setTimeout(resolve, LOCK_POLL_MILLIS));
+  }
+}
+
 /**
  * Applies every pending migration in version order. Safe to run from several
  * processes at once: a session advisory lock serialises them and each re-reads the
@@ -193,7 +212,7 @@ export async function migrate(
   const files = await readMigrationFiles(options.dir ?? MIGRATIONS_DIR);
   files.forEach(assertLintClean);
   return withClient(connection, async (client) => {
-    await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
+    await acquireMigrationLock(client);
     try {
       await client.query(LEDGER_DDL);
       const ledger = await readLedger(client);

@@ -1,0 +1,151 @@
+/**
+ * Turns operator input (flags or a JSON-lines file) into enqueue requests, refusing
+ * anything malformed with a message that says where and what. Payload contents never
+ * appear in a message: they are payment instructions.
+ */
+import { readFile } from 'node:fs/promises';
+import type { EnqueueRequest } from '../db/outbox.ts';
+import { CliError } from './errors.ts';
+
+const TEXT_FIELDS = ['instructionId', 'participantId', 'idempotencyKey', 'railType'] as const;
+const FIELDS: readonly string[] = [...TEXT_FIELDS, 'payload'];
+
+export interface EnqueueFlags {
+  instructionId?: string;
+  participantId?: string;
+  idempotencyKey?: string;
+  railType?: string;
+  payload?: string;
+}
+
+const FLAG_NAMES: Record<keyof EnqueueFlags, string> = {
+  instructionId: '--instruction-id',
+  participantId: '--participant-id',
+  idempotencyKey: '--idempotency-key',
+  railType: '--rail-type',
+  payload: '--payload',
+};
+
+/** One item from the command-line flags; every flag is required. */
+export function requestFromFlags(flags: EnqueueFlags): EnqueueRequest {
+  const missing = (Object.keys(FLAG_NAMES) as (keyof EnqueueFlags)[])
+    .filter((name) => flags[name] === undefined)
+    .map((name) => FLAG_NAMES[name]);
+  if (missing.length > 0) {
+    throw new CliError(
+      `enqueue: missing ${missing.join(', ')}: pass all five item flags, or --file <items.jsonl>`,
+      2,
+    );
+  }
+  const problem = (message: string) => new CliError(`enqueue: ${message}`, 2);
+  const payload = parsePayload(flags.payload as string, problem, '--payload');
+  return validateItem(
+    {
+      instructionId: flags.instructionId,
+      participantId: flags.participantId,
+      idempotencyKey: flags.idempotencyKey,
+      railType: flags.railType,
+      payload,
+    },
+    problem,
+    (field) => FLAG_NAMES[field as keyof EnqueueFlags],
+  );
+}
+
+export interface FileItem {
+  line: number;
+  request: EnqueueRequest;
+}
+
+/**
+ * Every item of a JSON-lines file, each `{instructionId, participantId, idempotencyKey,
+ * railType, payload}`. The whole file is checked before anything is enqueued, so a typo on
+ * line 900 cannot leave the first 899 items half-submitted. Blank lines are skipped.
+ */
+export async function requestsFromFile(file: string): Promise<FileItem[]> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    throw new CliError(`enqueue: cannot read ${file}: ${(error as Error).message}`, 2);
+  }
+  const items: FileItem[] = [];
+  const lines = text.split('\n');
+  for (const [index, raw] of lines.entries()) {
+    const line = index + 1;
+    if (raw.trim() === '') continue;
+    const problem = (message: string) =>
+      new CliError(`enqueue: ${file} line ${line}: ${message}; nothing was enqueued`, 2);
+    const value = parseJson(raw, problem, 'the line');
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      throw problem(`expected a JSON object, got ${jsonKind(value)}`);
+    }
+    const request = validateItem(value as Record<string, unknown>, problem, (field) => field);
+    items.push({ line, request });
+  }
+  if (items.length === 0) {
+    throw new CliError(`enqueue: ${file} holds no items (expected one JSON object per line)`, 2);
+  }
+  return items;
+}
+
+function validateItem(
+  item: Record<string, unknown>,
+  problem: (message: string) => CliError,
+  label: (field: string) => string,
+): EnqueueRequest {
+  const unknown = Object.keys(item).filter((key) => !FIELDS.includes(key));
+  if (unknown.length > 0) {
+    throw problem(
+      `unknown field ${unknown.map((key) => JSON.stringify(key)).join(', ')} (expected ${FIELDS.join(', ')})`,
+    );
+  }
+  for (const field of TEXT_FIELDS) {
+    const value = item[field];
+    if (value === undefined) throw problem(`${label(field)} is missing`);
+    if (typeof value !== 'string' || value.trim() === '') {
+      throw problem(`${label(field)} must be a non-empty string, got ${jsonKind(value)}`);
+    }
+  }
+  const payload = item.payload;
+  if (payload === undefined) throw problem(`${label('payload')} is missing`);
+  if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) {
+    throw problem(`${label('payload')} must be a JSON object, got ${jsonKind(payload)}`);
+  }
+  return {
+    instructionId: item.instructionId as string,
+    participantId: item.participantId as string,
+    idempotencyKey: item.idempotencyKey as string,
+    railType: item.railType as string,
+    payload: payload as Record<string, unknown>,
+  };
+}
+
+function parsePayload(
+  text: string,
+  problem: (message: string) => CliError,
+  label: string,
+): Record<string, unknown> {
+  const value = parseJson(text, problem, label);
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw problem(`${label} must be a JSON object, got ${jsonKind(value)}`);
+  }
+  return value as Record<string, unknown>;
+}
+
+/** JSON.parse whose error names only the position: V8's own message quotes the input. */
+function parseJson(text: string, problem: (message: string) => CliError, label: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    const position = /position (\d+)/.exec((error as Error).message)?.[1];
+    throw problem(`${label} is not valid JSON${position ? ` (at character ${position})` : ''}`);
+  }
+}
+
+function jsonKind(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'string') return value.trim() === '' ? 'an empty string' : 'a string';
+  return typeof value === 'object' ? 'an object' : `a ${typeof value}`;
+}

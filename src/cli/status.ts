@@ -1,0 +1,63 @@
+import type { Command } from 'commander';
+import { outboxQueueStats, type QueueStats } from '../db/outbox.ts';
+import { recentAttemptCounts, type AttemptCounts } from '../db/status.ts';
+import { databaseFailure, withDatabaseSession } from './database-session.ts';
+import { requireDatabaseUrl } from './errors.ts';
+
+const ROLE = 'symphony_readonly';
+const ATTEMPT_WINDOW_SECONDS = 3600;
+/** Always reported, so a zero is visible; other states appear when they occurred. */
+const REPORTED_STATES = ['DISPATCHED', 'RETRYABLE', 'FAILED', 'ZOMBIE_REQUEUE'];
+
+export interface StatusReport extends QueueStats {
+  attemptsLastHour: AttemptCounts;
+}
+
+async function readStatus(connectionString: string): Promise<StatusReport> {
+  return withDatabaseSession({ connectionString, command: 'status', actAs: ROLE }, async (db) => {
+    const queue = await outboxQueueStats(db);
+    const recent = await recentAttemptCounts(db, ATTEMPT_WINDOW_SECONDS);
+    const attemptsLastHour: AttemptCounts = {};
+    for (const state of REPORTED_STATES) attemptsLastHour[state] = 0;
+    Object.assign(attemptsLastHour, recent);
+    return { ...queue, attemptsLastHour };
+  }).catch((error: unknown) => {
+    throw databaseFailure('status', ROLE, error);
+  });
+}
+
+function render(report: StatusReport): string {
+  const age =
+    report.oldestDueAgeSeconds === null ? '-' : `${report.oldestDueAgeSeconds.toFixed(1)} s`;
+  const lines = [
+    `pending               ${report.pending}`,
+    `due                   ${report.due}`,
+    `leased                ${report.leased}`,
+    `oldest due item age   ${age}`,
+    'attempts in the last hour:',
+    ...Object.entries(report.attemptsLastHour).map(
+      ([state, count]) => `  ${state.padEnd(20)}${count}`,
+    ),
+  ];
+  return lines.join('\n');
+}
+
+export function registerStatusCommand(program: Command): void {
+  program
+    .command('status')
+    .summary('queue depth, oldest due item and last-hour attempts by state')
+    .description(
+      `show the outbox queue (pending, due, leased, age of the oldest due item) and the attempts ` +
+        `recorded in the last hour by state, read as ${ROLE}`,
+    )
+    .option('--json', 'print one JSON object instead of the table (for scripts)')
+    .option(
+      '--database-url <url>',
+      `connection string of a login that is a member of ${ROLE} (default: $DATABASE_URL)`,
+    )
+    .action(async (options: { json?: boolean; databaseUrl?: string }) => {
+      const url = requireDatabaseUrl(options.databaseUrl ?? process.env.DATABASE_URL, 'status');
+      const report = await readStatus(url);
+      console.log(options.json ? JSON.stringify(report) : render(report));
+    });
+}

@@ -1,0 +1,82 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { completeOutboxAttempt } from '../../src/db/outbox.ts';
+import { runCli } from '../support/cli.ts';
+import { freshDatabase } from '../support/database.ts';
+import { enqueueAndClaim, enqueueItems, uniquePrefix } from '../support/outbox-fixtures.ts';
+
+const db = await freshDatabase();
+const reader = await db.createLoginRole(['symphony_readonly']);
+const WORKER = 'status-test-worker';
+
+/**
+ * A known queue: 3 due items, 1 under a live lease, and a ledger with one DISPATCHED and
+ * one FAILED attempt this hour plus one DISPATCHED attempt from two hours ago.
+ */
+beforeAll(async () => {
+  const [delivered, refused] = await enqueueAndClaim(db.owner, 2, { workerId: WORKER });
+  if (!delivered || !refused) throw new Error('fixture: expected two claimed items');
+  await completeOutboxAttempt(db.owner, WORKER, {
+    outboxId: delivered.outboxId,
+    leaseToken: delivered.leaseToken,
+    state: 'DISPATCHED',
+    railReference: 'ref-1',
+  });
+  await completeOutboxAttempt(db.owner, WORKER, {
+    outboxId: refused.outboxId,
+    leaseToken: refused.leaseToken,
+    state: 'FAILED',
+    errorCode: 'rejected',
+  });
+  await enqueueAndClaim(db.owner, 1, { workerId: WORKER, leaseSeconds: 600 });
+  await enqueueItems(db.owner, 3, { prefix: uniquePrefix('due') });
+  // The ledger is append-only, so an old attempt is written old: its uuidv7 id carries the time.
+  await db.owner.query(
+    `INSERT INTO public.payment_outbox_attempts (
+       attempt_id, outbox_id, instruction_id, participant_id, sequence_id, idempotency_key,
+       rail_type, payload, attempt_no, state, completed_at)
+     VALUES (uuidv7(interval '-2 hours'), uuidv7(interval '-2 hours'), 'old-instruction', 'old-participant',
+             1, 'old-key', 'sandbox', '{}', 1, 'DISPATCHED', now() - interval '2 hours')`,
+  );
+});
+
+describe('symphony-relay status (as symphony_readonly)', () => {
+  it('--json reports the queue gauges and the last hour of attempts by state', async () => {
+    const result = await runCli(['status', '--json'], { DATABASE_URL: reader.url });
+
+    expect(result, result.stderr).toMatchObject({ code: 0 });
+    const report = JSON.parse(result.stdout) as Record<string, unknown>;
+    expect(report).toEqual({
+      pending: 4,
+      due: 3,
+      leased: 1,
+      oldestDueAgeSeconds: expect.any(Number),
+      attemptsLastHour: { DISPATCHED: 1, FAILED: 1, RETRYABLE: 0, ZOMBIE_REQUEUE: 0 },
+    });
+    expect(report.oldestDueAgeSeconds).toBeGreaterThanOrEqual(0);
+  });
+
+  it('prints the same figures as a table by default', async () => {
+    const result = await runCli(['status'], { DATABASE_URL: reader.url });
+
+    expect(result, result.stderr).toMatchObject({ code: 0 });
+    expect(result.stdout).toMatch(/^pending\s+4$/m);
+    expect(result.stdout).toMatch(/^due\s+3$/m);
+    expect(result.stdout).toMatch(/^leased\s+1$/m);
+    expect(result.stdout).toMatch(/^oldest due item age\s+\d+\.\d s$/m);
+    expect(result.stdout).toMatch(/^\s+DISPATCHED\s+1$/m);
+    expect(result.stdout).toMatch(/^\s+FAILED\s+1$/m);
+  });
+
+  it('an ingest-only login is refused with a clear 42501 message naming symphony_readonly', async () => {
+    const producer = await db.createLoginRole(['symphony_ingest']);
+
+    const result = await runCli(['status'], { DATABASE_URL: producer.url });
+
+    expect(result.code).not.toBe(0);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toContain(
+      `symphony-relay: status: login role "${producer.name}" cannot act as symphony_readonly`,
+    );
+    expect(result.stderr).toContain('SQLSTATE 42501');
+  });
+});

@@ -1,0 +1,215 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { dispatchSafely } from '../../src/rails/dispatch.ts';
+import { HttpRail } from '../../src/rails/http.ts';
+import type { DispatchOutcome, DispatchRequest, RailAdapter } from '../../src/rails/rail.ts';
+import { RailRegistry } from '../../src/rails/registry.ts';
+import { dispatchInput } from '../support/dispatch-requests.ts';
+import { startRailServer, type RailServer } from '../support/rail-server.ts';
+
+/** An adapter whose dispatch is the given function; records the signals it was handed. */
+function adapter(dispatch: (request: DispatchRequest) => Promise<DispatchOutcome>) {
+  const signals: AbortSignal[] = [];
+  const rail: RailAdapter = {
+    kind: 'test',
+    dispatch: (request) => {
+      signals.push(request.signal);
+      return dispatch(request);
+    },
+  };
+  return { rail, signals };
+}
+
+function registryWith(rail: RailAdapter): RailRegistry {
+  return new RailRegistry([['test-rail', rail]]);
+}
+
+class RailExplodedError extends Error {}
+
+const options = { timeoutMs: 1000 };
+
+describe('dispatchSafely', () => {
+  it('passes a successful outcome through, with its latency', async () => {
+    const { rail } = adapter(async () => ({
+      state: 'DISPATCHED',
+      railReference: 'ref-1',
+      railCode: '200',
+    }));
+    const outcome = await dispatchSafely(registryWith(rail), dispatchInput(), options);
+    expect(outcome).toEqual({
+      state: 'DISPATCHED',
+      railReference: 'ref-1',
+      railCode: '200',
+      latencyMs: expect.any(Number),
+    });
+    expect(outcome.latencyMs).toBeGreaterThanOrEqual(0);
+  });
+
+  it('fails an item whose rail_type has no adapter with UNKNOWN_RAIL', async () => {
+    const { rail } = adapter(async () => ({ state: 'DISPATCHED', railReference: null }));
+    const outcome = await dispatchSafely(
+      registryWith(rail),
+      dispatchInput({ railType: 'swift' }),
+      options,
+    );
+    expect(outcome).toMatchObject({ state: 'FAILED', errorCode: 'UNKNOWN_RAIL' });
+    expect(outcome.state === 'FAILED' && outcome.errorMessage).toContain('"swift"');
+    expect(outcome.state === 'FAILED' && outcome.errorMessage).toContain('configured: test-rail');
+  });
+
+  it('turns an adapter that throws into RETRYABLE with the error class as the code', async () => {
+    const typeError = adapter(async () => {
+      throw new TypeError('cannot read properties of undefined');
+    });
+    const custom = adapter(async () => {
+      throw new RailExplodedError('socket hang up');
+    });
+    expect(
+      await dispatchSafely(registryWith(typeError.rail), dispatchInput(), options),
+    ).toMatchObject({
+      state: 'RETRYABLE',
+      errorCode: 'TypeError',
+      errorMessage: 'cannot read properties of undefined',
+    });
+    expect(await dispatchSafely(registryWith(custom.rail), dispatchInput(), options)).toMatchObject(
+      {
+        state: 'RETRYABLE',
+        errorCode: 'RailExplodedError',
+        errorMessage: 'socket hang up',
+      },
+    );
+  });
+
+  it('catches a synchronous throw and a thrown non-error too', async () => {
+    const sync: RailAdapter = {
+      kind: 'test',
+      dispatch: () => {
+        throw new RangeError('sync');
+      },
+    };
+    const { rail: stringThrower } = adapter(() => Promise.reject('plain string'));
+    expect(await dispatchSafely(registryWith(sync), dispatchInput(), options)).toMatchObject({
+      state: 'RETRYABLE',
+      errorCode: 'RangeError',
+    });
+    expect(
+      await dispatchSafely(registryWith(stringThrower), dispatchInput(), options),
+    ).toMatchObject({
+      state: 'RETRYABLE',
+      errorCode: 'NON_ERROR_THROWN',
+      errorMessage: 'plain string',
+    });
+  });
+
+  it('truncates a long error message to one line', async () => {
+    const { rail } = adapter(async () => {
+      throw new Error(`line one\nline two ${'x'.repeat(10_000)}`);
+    });
+    const outcome = await dispatchSafely(registryWith(rail), dispatchInput(), options);
+    expect(outcome.state === 'RETRYABLE' && outcome.errorMessage?.length).toBeLessThanOrEqual(501);
+    expect(outcome.state === 'RETRYABLE' && outcome.errorMessage).not.toContain('\n');
+  });
+
+  it('times out an adapter that hangs and ignores its signal, and aborts that signal', async () => {
+    const { rail, signals } = adapter(() => new Promise<never>(() => {}));
+    const outcome = await dispatchSafely(registryWith(rail), dispatchInput(), { timeoutMs: 50 });
+    expect(outcome).toMatchObject({ state: 'RETRYABLE', errorCode: 'TIMEOUT' });
+    expect(signals[0]?.aborted).toBe(true);
+  });
+
+  it('discards an answer that arrives after the timeout, without an unhandled rejection', async () => {
+    const { rail } = adapter(
+      () =>
+        new Promise<never>((_resolve, reject) => setTimeout(() => reject(new Error('late')), 100)),
+    );
+    const outcome = await dispatchSafely(registryWith(rail), dispatchInput(), { timeoutMs: 20 });
+    expect(outcome).toMatchObject({ state: 'RETRYABLE', errorCode: 'TIMEOUT' });
+    await new Promise((resolve) => setTimeout(resolve, 150));
+  });
+
+  it('aborts in-flight dispatches when the relayer aborts (shutdown) and reports ABORTED', async () => {
+    const { rail, signals } = adapter(() => new Promise<never>(() => {}));
+    const shutdown = new AbortController();
+    const pending = dispatchSafely(registryWith(rail), dispatchInput(), {
+      timeoutMs: 60_000,
+      signal: shutdown.signal,
+    });
+    shutdown.abort();
+    expect(await pending).toMatchObject({ state: 'RETRYABLE', errorCode: 'ABORTED' });
+    expect(signals[0]?.aborted).toBe(true);
+  });
+
+  it('does not call the adapter once the relayer has aborted', async () => {
+    const { rail, signals } = adapter(async () => ({ state: 'DISPATCHED', railReference: null }));
+    const outcome = await dispatchSafely(registryWith(rail), dispatchInput(), {
+      timeoutMs: 1000,
+      signal: AbortSignal.abort(),
+    });
+    expect(outcome).toMatchObject({ state: 'RETRYABLE', errorCode: 'ABORTED' });
+    expect(signals).toHaveLength(0);
+  });
+
+  it.each([
+    ['undefined', undefined],
+    ['an unknown state', { state: 'OK' }],
+    ['a RETRYABLE without error code', { state: 'RETRYABLE' }],
+  ])('turns %s from an adapter into RETRYABLE INVALID_OUTCOME', async (_label, returned) => {
+    const { rail } = adapter(async () => returned as unknown as DispatchOutcome);
+    expect(await dispatchSafely(registryWith(rail), dispatchInput(), options)).toMatchObject({
+      state: 'RETRYABLE',
+      errorCode: 'INVALID_OUTCOME',
+    });
+  });
+
+  it('drops a retry hint that is not a non-negative number', async () => {
+    const { rail } = adapter(async () => ({
+      state: 'RETRYABLE',
+      errorCode: 'BUSY',
+      retryAfterMs: -5,
+    }));
+    const outcome = await dispatchSafely(registryWith(rail), dispatchInput(), options);
+    expect(outcome).toMatchObject({ state: 'RETRYABLE', errorCode: 'BUSY' });
+    expect(outcome).not.toHaveProperty('retryAfterMs');
+  });
+});
+
+describe('dispatchSafely with the http rail', () => {
+  let server: RailServer;
+  beforeAll(async () => {
+    server = await startRailServer();
+  });
+  afterAll(async () => {
+    await server.close();
+  });
+
+  const httpRegistry = () =>
+    new RailRegistry([
+      [
+        'card',
+        new HttpRail({
+          url: server.url,
+          headers: {},
+          idempotencyHeader: 'Idempotency-Key',
+          referenceField: 'reference',
+        }),
+      ],
+    ]);
+
+  it('returns TIMEOUT when the rail server answers after the dispatch timeout', async () => {
+    const input = dispatchInput({ railType: 'card' });
+    server.respondToKey(input.idempotencyKey, {
+      status: 200,
+      body: { reference: 'too-late' },
+      delayMs: 10_000,
+    });
+    const outcome = await dispatchSafely(httpRegistry(), input, { timeoutMs: 200 });
+    expect(outcome).toMatchObject({ state: 'RETRYABLE', errorCode: 'TIMEOUT' });
+  });
+
+  it('delivers the idempotency key end to end', async () => {
+    const input = dispatchInput({ railType: 'card' });
+    server.respondToKey(input.idempotencyKey, { status: 200, body: { reference: 'keyed-ref' } });
+    const outcome = await dispatchSafely(httpRegistry(), input, options);
+    expect(outcome).toMatchObject({ state: 'DISPATCHED', railReference: 'keyed-ref' });
+    expect(server.requests.at(-1)?.headers['idempotency-key']).toBe(input.idempotencyKey);
+  });
+});

@@ -1,0 +1,82 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Runtime } from '../../src/cli/runtime.ts';
+import { enqueueItems } from '../support/outbox-fixtures.ts';
+import { waitUntil } from '../support/processes.ts';
+import { startRailServer, type RailServer } from '../support/rail-server.ts';
+import {
+  attemptsOf,
+  httpRails,
+  relayerDatabase,
+  startRelayer,
+  waitForAllTerminal,
+  type RelayerDatabase,
+} from '../support/relayer.ts';
+
+/** Long enough that the poll timer never fires during these tests. */
+const TEN_MINUTES_MS = '600000';
+
+async function metricValue(relayer: Runtime, name: string): Promise<number | undefined> {
+  const metric = (await relayer.metrics.registry.getMetricsAsJSON()).find((m) => m.name === name);
+  return metric?.values[0]?.value;
+}
+
+describe('wake-ups without the poll timer', () => {
+  let target: RelayerDatabase;
+  let rail: RailServer;
+  let relayer: Runtime;
+
+  beforeAll(async () => {
+    target = await relayerDatabase();
+    rail = await startRailServer();
+    relayer = await startRelayer(
+      target.env({
+        SYMPHONY_RAILS: httpRails(rail.url),
+        SYMPHONY_POLL_INTERVAL_MS: TEN_MINUTES_MS,
+        SYMPHONY_REPAIR_INTERVAL_MS: TEN_MINUTES_MS,
+      }),
+    );
+  });
+
+  afterAll(async () => {
+    await relayer?.stop();
+    await rail?.close();
+  });
+
+  it('picks up items enqueued after start through NOTIFY alone', async () => {
+    await enqueueItems(target.db.owner, 20, { prefix: 'notify', railType: 'bank' });
+    await waitForAllTerminal(target.db, 20);
+  });
+
+  it('wakes at the scheduled retry time of a RETRYABLE item', async () => {
+    const [id] = await enqueueItems(target.db.owner, 1, { prefix: 'scheduled', railType: 'bank' });
+    rail.respondNext({ status: 503, headers: { 'retry-after': '3' } });
+    await waitForAllTerminal(target.db, 21);
+    expect((await attemptsOf(target.db, id!)).map((a) => a.state)).toEqual([
+      'RETRYABLE',
+      'DISPATCHED',
+    ]);
+  });
+
+  it('reconnects a killed listener and polls at once, stranding nothing', async () => {
+    const killed = await target.db.owner.query(
+      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+        WHERE datname = current_database() AND application_name = 'symphony-relay listener'`,
+    );
+    expect(killed.rowCount).toBe(1);
+    // Enqueued while the listener is down or reconnecting: its NOTIFY may be lost.
+    await enqueueItems(target.db.owner, 10, { prefix: 'lost-notify', railType: 'bank' });
+    await waitForAllTerminal(target.db, 31);
+    await waitUntil(
+      async () =>
+        (await metricValue(relayer, 'symphony_relay_listener_connected')) === 1 ? true : undefined,
+      { description: 'listener reconnected' },
+    );
+    const reconnected = await target.db.owner.query(
+      `SELECT 1 FROM pg_stat_activity
+        WHERE datname = current_database() AND application_name = 'symphony-relay listener'`,
+    );
+    expect(reconnected.rowCount).toBe(1);
+    await enqueueItems(target.db.owner, 5, { prefix: 'after-reconnect', railType: 'bank' });
+    await waitForAllTerminal(target.db, 36);
+  });
+});
