@@ -20,6 +20,8 @@
 --                     migration ledger); nothing on participant_outbox_sequences.
 --   PUBLIC            nothing: no USAGE or CREATE on schema public, no table, sequence or
 --                     function privilege (PostgreSQL grants EXECUTE to PUBLIC by default).
+--                     Types keep PostgreSQL's default PUBLIC USAGE: without USAGE on the
+--                     schema, PUBLIC cannot even name them.
 
 -- ------------------------------------------------------------
 -- 1) Revoke first

@@ -16,6 +16,7 @@
 -- SQLSTATEs (messages start with the invariant id):
 --   P0001 INV-ATT-APPEND-ONLY UPDATE / DELETE / TRUNCATE
 --   P7301 INV-ATT-HASH-CHAIN prev_hash is not the stream's current head
+--   23505 INV-ATT-NO-FORK a second successor of a record, or a second genesis, in one stream
 --   P7302 INV-ATT-DB-HASH a supplied record_hash differs from the one the database computes
 --   23514 INV-ATT-FORMAT malformed hashes, unknown decision/auth method, missing reason
 --

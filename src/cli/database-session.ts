@@ -9,7 +9,7 @@ export interface SessionOptions {
   connectionString: string;
   /** The command name, for application_name and messages ("enqueue", "status"). */
   command: string;
-  /** Runtime role to SET ROLE to on connect; omitted = act as the login itself (owner tasks). */
+  /** Runtime role the session acts as (createPool's actAs); omitted = the login itself (owner tasks). */
   actAs?: RuntimeRole;
 }
 
@@ -28,27 +28,25 @@ export async function withDatabaseSession<T>(
     max: 1,
     actAs: options.actAs,
   });
-  // createPool reports a failed SET ROLE as an 'error' event on the client. Without a
-  // listener that event would crash the process with a stack trace instead of a message.
-  let setRoleError: Error | undefined;
-  pool.on('connect', (client) => client.on('error', (error) => (setRoleError ??= error)));
-  pool.on('error', () => undefined);
-
   let client: pg.PoolClient;
   try {
     client = await pool.connect();
   } catch (error) {
     await pool.end();
-    // The SET ROLE failure can win the race with the checkout and reject it instead.
-    if (options.actAs && (setRoleError || isSqlState(error, SqlState.InsufficientPrivilege))) {
-      throw cannotActAs(options, loginOf(options.connectionString), setRoleError ?? error);
+    // createPool sets the role as a startup parameter, so a login that may not act as
+    // the role is refused (42501) while connecting.
+    if (options.actAs && isSqlState(error, SqlState.InsufficientPrivilege)) {
+      throw cannotActAs(options, loginOf(options.connectionString), error);
     }
     throw new CliError(
       `${options.command}: cannot connect to ${redactUrl(options.connectionString)}: ${describe(error)}`,
     );
   }
+  // A dropped connection also surfaces as an 'error' event; the query in flight rejects
+  // with it anyway, and an unhandled event would crash with a stack trace instead.
+  client.on('error', () => undefined);
   try {
-    if (options.actAs) await assertActingAs(client, options, () => setRoleError);
+    if (options.actAs) await assertActingAs(client, options);
     return await work(client);
   } finally {
     client.release();
@@ -57,24 +55,19 @@ export async function withDatabaseSession<T>(
 }
 
 /**
- * Proves the SET ROLE took effect before anything else runs: if it failed, the command's
- * queries would otherwise run as the login role itself, with whatever that role inherits.
+ * Proves the session acts as the runtime role before anything else runs: otherwise the
+ * command's queries would run as the login itself, with whatever that role inherits.
  */
-async function assertActingAs(
-  client: pg.PoolClient,
-  options: SessionOptions,
-  setRoleError: () => Error | undefined,
-): Promise<void> {
+async function assertActingAs(client: pg.PoolClient, options: SessionOptions): Promise<void> {
   const { rows } = await client.query<{ acting_as: string; login: string }>(
     'SELECT current_user AS acting_as, session_user AS login',
   );
   const row = rows[0];
-  const failure = setRoleError();
-  if (failure || row?.acting_as !== options.actAs) {
+  if (row?.acting_as !== options.actAs) {
     throw cannotActAs(
       options,
       row?.login ?? loginOf(options.connectionString),
-      failure ?? `the session acts as "${row?.acting_as}"`,
+      `the session acts as "${row?.acting_as}"`,
     );
   }
 }

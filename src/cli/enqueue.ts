@@ -11,6 +11,12 @@ interface EnqueueOptions extends EnqueueFlags {
   databaseUrl?: string;
 }
 
+interface LabelledRequest {
+  request: EnqueueRequest;
+  /** Where it came from, for messages: "items.jsonl line 3" or "the item flags". */
+  source: string;
+}
+
 interface Enqueued {
   result: EnqueueResult;
   /** False when (instructionId, idempotencyKey) was already known: nothing new was queued. */
@@ -27,14 +33,18 @@ interface Enqueued {
  */
 async function enqueueAll(
   connectionString: string,
-  requests: readonly EnqueueRequest[],
+  requests: readonly LabelledRequest[],
 ): Promise<Enqueued[]> {
   return withDatabaseSession({ connectionString, command: 'enqueue', actAs: ROLE }, (client) =>
     inTransaction(client, async (startedAt) => {
       const enqueued: Enqueued[] = [];
       const seen = new Set<string>();
-      for (const request of requests) {
-        const result = await enqueuePaymentOutbox(client, request);
+      for (const { request, source } of requests) {
+        const result = await enqueuePaymentOutbox(client, request).catch((error: unknown) => {
+          const failure = databaseFailure(`enqueue of ${source}`, ROLE, error);
+          if (!(failure instanceof CliError) || requests.length === 1) throw failure;
+          throw new CliError(`${failure.message}; nothing was enqueued (a file is all-or-nothing)`);
+        });
         // A file may repeat an item: only its first occurrence created anything.
         const isNew =
           result.state === 'PENDING' &&
@@ -83,10 +93,13 @@ export function registerEnqueueCommand(program: Command): void {
         throw new CliError('enqueue: pass either --file or the item flags, not both', 2);
       }
       // Input is checked before the connection is opened: a bad file never touches the database.
-      const requests =
+      const requests: LabelledRequest[] =
         file === undefined
-          ? [requestFromFlags(flags)]
-          : (await requestsFromFile(file)).map((item) => item.request);
+          ? [{ request: requestFromFlags(flags), source: 'the item flags' }]
+          : (await requestsFromFile(file)).map(({ request, line }) => ({
+              request,
+              source: `${file} line ${line}`,
+            }));
       const url = requireDatabaseUrl(databaseUrl ?? process.env.DATABASE_URL, 'enqueue');
       const enqueued = await enqueueAll(url, requests);
 

@@ -6,16 +6,20 @@ import { migrate } from '../db/migrate/runner.ts';
 import { seedPolicy } from '../db/policy.ts';
 import { ensureLoginRole } from '../db/roles.ts';
 import { startDemoProducer } from '../demo/producer.ts';
-import { startEmbeddedPostgres } from '../embedded/postgres.ts';
-import { createLogger } from '../observability/logger.ts';
+import { startDetachedEmbeddedPostgres } from '../embedded/detached.ts';
+import { createLogger, LOG_LEVELS } from '../observability/logger.ts';
 import { startProgressReporter } from './progress.ts';
-import { startRuntime, stopOnSignals } from './runtime.ts';
+import { startRuntime, stopOnSignals, type Runtime } from './runtime.ts';
 
 const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const LOCAL_DATA_DIR = `${PROJECT_ROOT}.data/postgres`;
 export const DEVELOPMENT_POLICY = `${PROJECT_ROOT}policy/development.json`;
-const RELAY_LOGIN = 'symphony_relay_local';
-const PRODUCER_LOGIN = 'symphony_demo_producer';
+const RELAY_LOGIN = 'relay_local';
+const PRODUCER_LOGIN = 'demo_producer';
+
+function say(line: string): void {
+  process.stderr.write(`symphony-relay: ${line}\n`);
+}
 
 function withLogin(adminUrl: string, user: string, password: string): string {
   const url = new URL(adminUrl);
@@ -66,21 +70,30 @@ export function registerLocalCommand(program: Command): void {
       if (!Number.isFinite(rate) || rate < 0 || rate > 100_000) {
         throw new Error(`--rate "${options.rate}" is invalid: expected a number from 0 to 100000`);
       }
-      const logger = createLogger({ level: 'info', name: 'symphony-relay' });
-      logger.info(
-        { event: 'embedded_postgres_starting', dataDir: '.data/postgres' },
-        'starting PostgreSQL 18',
-      );
-      const server = await startEmbeddedPostgres({
+      // The demo's sandbox rail fails on purpose; per-attempt warnings would bury the progress
+      // lines, so the local default is errors only (LOG_LEVEL=info shows everything).
+      const level = LOG_LEVELS.find((known) => known === process.env.LOG_LEVEL) ?? 'error';
+      const logger = createLogger({ level, name: 'symphony-relay' });
+      say('starting the embedded PostgreSQL 18 (data in .data/postgres)…');
+      const server = await startDetachedEmbeddedPostgres({
         dataDir: LOCAL_DATA_DIR,
         persistent: true,
         port: options.pgPort === undefined ? undefined : Number(options.pgPort),
       });
-      const { relayUrl, producerUrl } = await prepareDatabase(server.adminUrl);
-      const runtime = await startRuntime(
-        { SYMPHONY_WORKER_ID: 'local-1', ...process.env, DATABASE_URL: relayUrl },
-        logger,
-      );
+      let runtime: Runtime;
+      let producerUrl: string;
+      try {
+        const urls = await prepareDatabase(server.adminUrl);
+        producerUrl = urls.producerUrl;
+        runtime = await startRuntime(
+          { SYMPHONY_WORKER_ID: 'local-1', ...process.env, DATABASE_URL: urls.relayUrl },
+          logger,
+        );
+      } catch (error) {
+        // Never leave an orphaned postgres holding the data directory.
+        await server.stop();
+        throw error;
+      }
       const producer =
         rate > 0
           ? startDemoProducer({
@@ -90,6 +103,17 @@ export function registerLocalCommand(program: Command): void {
               logger,
             })
           : undefined;
+      const http = runtime.server ? `http://localhost:${runtime.server.port}` : undefined;
+      say(
+        `PostgreSQL 18 on 127.0.0.1:${server.port}; migrated; policy seeded; relayer ${runtime.config.workerId} running`,
+      );
+      if (http) say(`metrics ${http}/metrics, probes ${http}/healthz and ${http}/readyz`);
+      say(
+        producer
+          ? `demo producer enqueueing ${rate} payments/s on the sandbox rail`
+          : 'no demo producer (--rate 0)',
+      );
+      say('progress every 5 s; Ctrl-C stops everything cleanly');
       const progress = startProgressReporter(runtime.metrics, 5_000);
       stopOnSignals(async () => {
         progress.stop();

@@ -8,6 +8,7 @@ import { registerPolicyCommand } from './policy.ts';
 import { registerRolesCommand } from './roles.ts';
 import { registerRunCommand } from './run.ts';
 import { registerSchemaCommand } from './schema.ts';
+import { registerServeEmbeddedPostgresCommand } from './serve-embedded-postgres.ts';
 import { registerStatusCommand } from './status.ts';
 
 const program = new Command()
@@ -21,6 +22,7 @@ registerLocalCommand(program);
 registerMigrateCommand(program);
 registerRolesCommand(program);
 registerSchemaCommand(program);
+registerServeEmbeddedPostgresCommand(program);
 registerEnqueueCommand(program);
 registerStatusCommand(program);
 registerPolicyCommand(program);

@@ -19,7 +19,10 @@ export function registerPolicyCommand(program: Command): void {
         'ACTIVE policy, changed content under the same version, or a database error fails closed ' +
         'without changing anything',
     )
-    .requiredOption('--file <policy.json>', 'policy document: a JSON object with a "version" string')
+    .requiredOption(
+      '--file <policy.json>',
+      'policy document: a JSON object with a "version" string',
+    )
     .option(
       '--acts-as <role>',
       `SET ROLE first, for a login that is a (NOINHERIT) member of ${CONTROL_ROLE}`,
@@ -29,7 +32,10 @@ export function registerPolicyCommand(program: Command): void {
       `schema owner, or a login allowed to act as ${CONTROL_ROLE} (default: $DATABASE_URL)`,
     )
     .action(async (options: { file: string; actsAs?: string; databaseUrl?: string }) => {
-      const url = requireDatabaseUrl(options.databaseUrl ?? process.env.DATABASE_URL, 'policy seed');
+      const url = requireDatabaseUrl(
+        options.databaseUrl ?? process.env.DATABASE_URL,
+        'policy seed',
+      );
       if (options.actsAs !== undefined && options.actsAs !== CONTROL_ROLE) {
         throw new CliError(
           `policy seed: --acts-as must be ${CONTROL_ROLE} (the only runtime role allowed to write policies)`,

@@ -14,7 +14,7 @@ export function registerRolesCommand(program: Command): void {
     .description(
       `create (or re-key) a LOGIN role that can only act as one runtime role; the password is read from $${LOGIN_PASSWORD_VARIABLE} and never printed`,
     )
-    .requiredOption('--name <name>', 'login role name, e.g. symphony_relay_login')
+    .requiredOption('--name <name>', 'login role name, e.g. relay_login')
     .option('--acts-as <role>', `runtime role (${RUNTIME_ROLES.join(', ')})`, 'symphony_executor')
     .option(
       '--database-url <url>',

@@ -25,6 +25,12 @@ export function startDemoProducer(options: DemoProducerOptions): { stop(): Promi
     max: 2,
     actAs: 'symphony_ingest',
   });
+  pool.on('error', (error) =>
+    options.logger.error(
+      { event: 'pool_error', err: { message: error.message } },
+      'producer connection failed',
+    ),
+  );
   let owed = 0;
   let busy = false;
   let sequence = 0;

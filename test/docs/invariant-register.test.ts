@@ -23,6 +23,17 @@ interface RegisterRow {
 
 const ID = /^INV-[A-Z0-9]+(?:-[A-Z0-9]+)*$/;
 
+function parseTests(cell: string): TestReference[] {
+  return cell
+    .split('<br>')
+    .map((reference) => reference.trim())
+    .filter(Boolean)
+    .map((reference) => {
+      const [file = '', ...title] = reference.split(' › ');
+      return { file: file.trim(), title: title.join(' › ').trim() };
+    });
+}
+
 /** Rows are the table lines whose first cell is an invariant id; headers and prose are skipped. */
 function parseRegister(markdown: string): RegisterRow[] {
   return markdown.split('\n').flatMap((text, index) => {
@@ -33,29 +44,13 @@ function parseRegister(markdown: string): RegisterRow[] {
       .replace(/\|$/, '')
       .split('|')
       .map((cell) => cell.trim());
+    if (cells.length !== 5) {
+      throw new Error(
+        `${REGISTER}:${index + 1} has ${cells.length} cells; expected id | statement | mechanism | SQLSTATE | tests`,
+      );
+    }
     const [id = '', statement = '', mechanism = '', sqlState = '', tests = ''] = cells;
-    return [
-      {
-        line: index + 1,
-        id,
-        statement,
-        mechanism,
-        sqlState,
-        tests: tests
-          .split('<br>')
-          .map((reference) => reference.trim())
-          .filter(Boolean)
-          .map((reference) => {
-            const [file = '', ...title] = reference.split(' › ');
-            return { file: file.trim(), title: title.join(' › ').trim() };
-          }),
-        cellCount: cells.length,
-      },
-    ].map(({ cellCount, ...row }) => {
-      if (cellCount !== 5)
-        throw new Error(`${REGISTER}:${index + 1} has ${cellCount} cells, expected 5`);
-      return row;
-    });
+    return [{ line: index + 1, id, statement, mechanism, sqlState, tests: parseTests(tests) }];
   });
 }
 

@@ -28,7 +28,9 @@ const NODE: BinaryRequirement = {
  * The environment a child gets: this process's, minus any DATABASE_URL (a test states the
  * connection it means), plus `overrides`.
  */
-export function cliEnvironment(overrides: Record<string, string | undefined> = {}): NodeJS.ProcessEnv {
+export function cliEnvironment(
+  overrides: Record<string, string | undefined> = {},
+): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL: undefined, ...overrides };
   for (const key of Object.keys(env)) if (env[key] === undefined) delete env[key];
   return env;
