@@ -9,9 +9,8 @@
 --   * claim also returns created_at (the relayer's enqueue-to-dispatch latency).
 --   * complete checks the requested state before the lease (P7003 wins over P7002).
 --   * the retry ceiling is read from the GUC symphony.outbox_retry_ceiling.
---   * claim moves next_attempt_at to the lease expiry: the due index then holds live
---     leases "in the future", so a claim never walks past in-flight rows, and an
---     expired lease becomes due exactly when it expires.
+--   * claim takes only rows with no lease at all; an expired lease is requeued by repair
+--     (a ZOMBIE_REQUEUE attempt), never claimed directly (see claim_outbox_batch).
 -- Privileges are granted in 0004_privileges (none here).
 
 -- ------------------------------------------------------------
@@ -156,8 +155,19 @@ $$;
 -- ------------------------------------------------------------
 -- claim_outbox_batch: lease up to p_batch_size due items to p_worker_id
 -- ------------------------------------------------------------
--- Due = next_attempt_at <= now() and no live lease (never leased, or lease expired).
--- SKIP LOCKED lets competing workers claim disjoint batches without waiting.
+-- Claimable = no lease at all (claimed_by IS NULL) and next_attempt_at <= now().
+-- A row whose lease EXPIRED is deliberately not claimable: it stays put until
+-- repair_expired_leases requeues it with a ZOMBIE_REQUEUE attempt, which counts toward
+-- the retry ceiling. So every worker crash leaves a row in the append-only ledger, and
+-- an item that kills its worker every time (a poison pill) reaches the ceiling and ends
+-- FAILED instead of crash-looping the whole fleet one claim at a time.
+-- The inner SELECT's predicate `claimed_by IS NULL` matches the partial index
+-- ix_pending_due (0007) word for word, so the planner can use it; live and expired
+-- leases are not in that index at all, so a claim never walks past in-flight rows.
+-- Claim leaves next_attempt_at alone (a leased row is outside the index, so there is
+-- nothing to push out of the way); release, retry and repair set it when they unlease.
+-- SKIP LOCKED lets competing workers claim disjoint batches without waiting; a row another
+-- claimer leased meanwhile is re-checked against `claimed_by IS NULL` and skipped.
 CREATE FUNCTION public.claim_outbox_batch(
   p_batch_size    int,
   p_worker_id     text,
@@ -199,8 +209,8 @@ BEGIN
   WITH due AS (
     SELECT d.outbox_id
       FROM public.payment_outbox_pending d
-     WHERE d.next_attempt_at <= now()
-       AND (d.lease_expires_at IS NULL OR d.lease_expires_at <= now())
+     WHERE d.claimed_by IS NULL
+       AND d.next_attempt_at <= now()
      ORDER BY d.next_attempt_at, d.created_at
      LIMIT p_batch_size
      FOR UPDATE SKIP LOCKED
@@ -208,8 +218,7 @@ BEGIN
   UPDATE public.payment_outbox_pending p
      SET claimed_by       = p_worker_id,
          lease_token      = uuidv7(),
-         lease_expires_at = now() + make_interval(secs => p_lease_seconds),
-         next_attempt_at  = now() + make_interval(secs => p_lease_seconds)
+         lease_expires_at = now() + make_interval(secs => p_lease_seconds)
     FROM due
    WHERE p.outbox_id = due.outbox_id
   RETURNING p.outbox_id, p.instruction_id, p.participant_id, p.sequence_id, p.idempotency_key,
@@ -319,8 +328,9 @@ $$;
 -- repair_expired_leases: requeue items whose worker vanished
 -- ------------------------------------------------------------
 -- Only rows whose lease expired; each gets a ZOMBIE_REQUEUE attempt, its lease cleared
--- and is due again one second later. SKIP LOCKED: concurrent repairers (and claimers)
--- take disjoint rows. 0006 replaces this with the retry-ceiling-aware version.
+-- and is due again one second later. This is the only way an expired lease becomes
+-- claimable again (claim_outbox_batch takes unleased rows only). SKIP LOCKED: concurrent
+-- repairers take disjoint rows. 0006 replaces this with the retry-ceiling-aware version.
 CREATE FUNCTION public.repair_expired_leases(
   p_batch_size int,
   p_worker_id  text

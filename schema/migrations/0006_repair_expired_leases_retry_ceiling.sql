@@ -10,8 +10,10 @@
 --
 -- Otherwise unchanged: only rows whose lease expired are touched; each gets one attempt,
 -- its lease cleared and is due again one second later. Columns are qualified (RETURNS
--- TABLE names are PL/pgSQL variables). FOR UPDATE SKIP LOCKED makes concurrent repairers
--- (and claimers) take disjoint rows; a row another transaction changed meanwhile is
+-- TABLE names are PL/pgSQL variables). Repair is the only path back to the queue for an
+-- expired lease: claim_outbox_batch never takes a leased row, live or expired, so every
+-- crash is recorded here and counted toward the ceiling. FOR UPDATE SKIP LOCKED makes
+-- concurrent repairers take disjoint rows; a row another transaction changed meanwhile is
 -- re-checked against "lease expired" before it is locked, so it is never repaired twice.
 
 CREATE OR REPLACE FUNCTION public.repair_expired_leases(

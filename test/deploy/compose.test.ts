@@ -45,7 +45,7 @@ describe('docker-compose.yml', () => {
     expect(result.code, result.stderr).toBe(0);
     const relayer = serviceBlock(result.stdout, 'relayer');
     expect(relayer).toContain('replicas: 3');
-    expect(relayer).toContain('DATABASE_URL: postgres://symphony_relayer:change-me-relayer-password@postgres:5432/symphony');
+    expect(relayer).toContain('DATABASE_URL: postgres://relay_login:change-me-relayer-password@postgres:5432/symphony');
     expect(relayer).toMatch(/bootstrap:\n\s+condition: service_completed_successfully/);
     expect(relayer).toContain('http://mock-rail:8080');
   });

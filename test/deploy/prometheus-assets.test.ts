@@ -1,30 +1,15 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runBinary, type RunResult } from '../support/processes.ts';
-import { PROMTOOL, REPO_ROOT, populatedRelayerMetrics } from '../support/prometheus-tools.ts';
+import {
+  explain,
+  KNOWN_PROM_CLIENT_LINT,
+  lintProblems,
+  populatedRelayerMetrics,
+  promtool,
+  REPO_ROOT,
+} from '../support/prometheus-tools.ts';
 
 const PROMETHEUS_DIR = join(REPO_ROOT, 'deploy/prometheus');
-
-// prom-client's default Node.js metrics export these gauges with a `_total` suffix, which
-// promtool's linter flags. They are not ours to rename; anything else flagged is a failure.
-const KNOWN_PROM_CLIENT_LINT = [
-  'nodejs_active_handles_total non-counter metrics should not have "_total" suffix',
-  'nodejs_active_requests_total non-counter metrics should not have "_total" suffix',
-  'nodejs_active_resources_total non-counter metrics should not have "_total" suffix',
-];
-
-const promtool = (args: string[], input?: string) => runBinary(PROMTOOL, args, { cwd: REPO_ROOT, input });
-
-function explain(result: RunResult): string {
-  return `promtool exited ${result.code}:\n${result.stdout}\n${result.stderr}`;
-}
-
-function lintProblems(result: RunResult): string[] {
-  return `${result.stdout}\n${result.stderr}`
-    .split('\n')
-    .map((line) => line.trim())
-    .filter((line) => line !== '');
-}
 
 describe('Prometheus deployment assets', () => {
   it('prometheus.yml is a valid configuration and its rule files load', async () => {

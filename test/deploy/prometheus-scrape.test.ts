@@ -2,9 +2,23 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startObservabilityServer, type ObservabilityServer } from '../../src/observability/server.ts';
+import { enqueueItems } from '../support/outbox-fixtures.ts';
 import { freePort, startBinary, waitUntil, type RunningProcess } from '../support/processes.ts';
-import { PROMETHEUS, REPO_ROOT, populatedRelayerMetrics } from '../support/prometheus-tools.ts';
+import {
+  explain,
+  KNOWN_PROM_CLIENT_LINT,
+  lintProblems,
+  PROMETHEUS,
+  promtool,
+  REPO_ROOT,
+} from '../support/prometheus-tools.ts';
+import {
+  relayerDatabase,
+  spawnRelayer,
+  waitForAllTerminal,
+  waitForLog,
+  type RelayerProcess,
+} from '../support/relayer.ts';
 
 interface QueryResponse {
   status: string;
@@ -16,24 +30,36 @@ interface RulesResponse {
   data: { groups: Array<{ rules: Array<{ name: string; health: string; lastError?: string }> }> };
 }
 
-// A real Prometheus scraping a real metrics endpoint over loopback, with the shipped alert
-// rules loaded, so names, content type and rule expressions are checked end to end.
-describe('a real Prometheus scraping the relayer', () => {
+const SANDBOX_ALWAYS_DISPATCH = JSON.stringify({
+  sandbox: { type: 'sandbox', latencyMs: [1, 3], outcomes: { DISPATCHED: 1, RETRYABLE: 0, FAILED: 0 } },
+});
+
+// A real relayer process serving its live /metrics, checked by promtool and scraped by a
+// real Prometheus with the shipped alert rules loaded: names, content type and rule
+// expressions are checked end to end.
+describe('a real Prometheus scraping a running relayer', () => {
   let workDir: string;
-  let target: ObservabilityServer;
+  let relayer: RelayerProcess;
+  let metricsPort: number;
   let prometheus: RunningProcess;
   let apiBase: string;
 
   beforeAll(async () => {
-    workDir = await mkdtemp(join(tmpdir(), 'symphony-prometheus-'));
-    const metrics = populatedRelayerMetrics();
-    target = await startObservabilityServer({
-      host: '127.0.0.1',
-      port: 0,
-      metrics,
-      health: { loopStalledAfterMs: 60_000, ready: () => ({ ready: true }) },
-    });
+    const target = await relayerDatabase();
+    metricsPort = await freePort();
+    relayer = spawnRelayer(
+      target.env({
+        SYMPHONY_HTTP_HOST: '127.0.0.1',
+        SYMPHONY_HTTP_PORT: String(metricsPort),
+        SYMPHONY_RAILS: SANDBOX_ALWAYS_DISPATCH,
+        LOG_LEVEL: 'info',
+      }),
+    );
+    await waitForLog(relayer, '"event":"worker_started"');
+    await enqueueItems(target.db.owner, 50, { prefix: 'scrape' });
+    await waitForAllTerminal(target.db, 50);
 
+    workDir = await mkdtemp(join(tmpdir(), 'symphony-prometheus-'));
     const configFile = join(workDir, 'prometheus.yml');
     await writeFile(
       configFile,
@@ -42,7 +68,7 @@ describe('a real Prometheus scraping the relayer', () => {
         `rule_files: [${JSON.stringify(join(REPO_ROOT, 'deploy/prometheus/alerts.yml'))}]`,
         'scrape_configs:',
         '  - job_name: symphony-relay',
-        `    static_configs: [{ targets: ["127.0.0.1:${target.port}"] }]`,
+        `    static_configs: [{ targets: ["127.0.0.1:${metricsPort}"] }]`,
         '',
       ].join('\n'),
     );
@@ -57,7 +83,8 @@ describe('a real Prometheus scraping the relayer', () => {
 
   afterAll(async () => {
     await prometheus?.stop();
-    await target?.close();
+    relayer?.child.kill('SIGTERM');
+    await relayer?.exited;
     if (workDir) await rm(workDir, { recursive: true, force: true });
   });
 
@@ -67,21 +94,35 @@ describe('a real Prometheus scraping the relayer', () => {
     return (await response.json()) as T;
   }
 
-  it('scrapes symphony_relay_worker_up from the target', async () => {
-    const query = encodeURIComponent('symphony_relay_worker_up');
-    const result = await waitUntil(
+  async function query(expression: string) {
+    return waitUntil(
       async () => {
         if (prometheus.child.exitCode !== null) {
           throw new Error(`prometheus exited with ${prometheus.child.exitCode}:\n${prometheus.output()}`);
         }
-        const response = await api<QueryResponse>(`/api/v1/query?query=${query}`);
+        const response = await api<QueryResponse>(`/api/v1/query?query=${encodeURIComponent(expression)}`);
         return response.data.result.length > 0 ? response.data.result : undefined;
       },
-      { description: `prometheus at ${apiBase} to return symphony_relay_worker_up`, attempts: 120, intervalMs: 500 },
+      { description: `prometheus at ${apiBase} to answer ${expression}`, attempts: 120, intervalMs: 500 },
     );
-    expect(result).toHaveLength(1);
-    expect(result[0]?.metric).toMatchObject({ job: 'symphony-relay', instance: `127.0.0.1:${target.port}` });
-    expect(result[0]?.value[1]).toBe('1');
+  }
+
+  it('serves live /metrics that pass promtool check metrics', async () => {
+    const response = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
+    expect(response.status).toBe(200);
+    const text = await response.text();
+    expect(text).toMatch(/symphony_relay_items_completed_total\{rail="sandbox",outcome="dispatched"\} 50/);
+    const result = await promtool(['check', 'metrics'], text);
+    const unexpected = lintProblems(result).filter((problem) => !KNOWN_PROM_CLIENT_LINT.includes(problem));
+    expect(unexpected, explain(result)).toEqual([]);
+  });
+
+  it('is scraped: Prometheus answers worker_up and the dispatched count through its HTTP API', async () => {
+    const up = await query('symphony_relay_worker_up');
+    expect(up[0]?.metric).toMatchObject({ job: 'symphony-relay', instance: `127.0.0.1:${metricsPort}` });
+    expect(up[0]?.value[1]).toBe('1');
+    const dispatched = await query('sum(symphony_relay_items_completed_total{outcome="dispatched"})');
+    expect(dispatched[0]?.value[1]).toBe('50');
   });
 
   it('evaluates every shipped alert rule against the scraped series without errors', async () => {

@@ -1,6 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { RelayerMetrics, type RelayerMetricsOptions } from '../../src/observability/metrics.ts';
-import type { BinaryRequirement } from './processes.ts';
+import { runBinary, type BinaryRequirement, type RunResult } from './processes.ts';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -51,4 +51,26 @@ export function populatedRelayerMetrics(options: RelayerMetricsOptions = {}): Re
   metrics.released(2);
   metrics.setQueueStats({ pending: 10, due: 4, leased: 3, oldestDueAgeSeconds: 12.5 });
   return metrics;
+}
+
+// prom-client's default Node.js metrics export these gauges with a `_total` suffix, which
+// promtool's linter flags. They are not ours to rename; anything else flagged is a failure.
+export const KNOWN_PROM_CLIENT_LINT = [
+  'nodejs_active_handles_total non-counter metrics should not have "_total" suffix',
+  'nodejs_active_requests_total non-counter metrics should not have "_total" suffix',
+  'nodejs_active_resources_total non-counter metrics should not have "_total" suffix',
+];
+
+export const promtool = (args: string[], input?: string) =>
+  runBinary(PROMTOOL, args, { cwd: REPO_ROOT, input });
+
+export function explain(result: RunResult): string {
+  return `promtool exited ${result.code}:\n${result.stdout}\n${result.stderr}`;
+}
+
+export function lintProblems(result: RunResult): string[] {
+  return `${result.stdout}\n${result.stderr}`
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line !== '');
 }
