@@ -33,6 +33,7 @@ function render(report: StatusReport): string {
     `pending               ${report.pending}`,
     `due                   ${report.due}`,
     `leased                ${report.leased}`,
+    `expired leases        ${report.expiredLeases}`,
     `oldest due item age   ${age}`,
     'attempts in the last hour:',
     ...Object.entries(report.attemptsLastHour).map(
@@ -47,7 +48,8 @@ export function registerStatusCommand(program: Command): void {
     .command('status')
     .summary('queue depth, oldest due item and last-hour attempts by state')
     .description(
-      `show the outbox queue (pending, due, leased, age of the oldest due item) and the attempts ` +
+      `show the outbox queue (pending, due, leased, expired leases awaiting repair, age of the ` +
+        `oldest due item) and the attempts ` +
         `recorded in the last hour by state, read as ${ROLE}`,
     )
     .option('--json', 'print one JSON object instead of the table (for scripts)')

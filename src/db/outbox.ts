@@ -70,8 +70,12 @@ export interface LeasedItemRef {
 
 export interface QueueStats {
   pending: number;
+  /** Unleased and next_attempt_at has passed: what a claim would take now. */
   due: number;
+  /** Under a lease, live or expired. */
   leased: number;
+  /** Leases past their expiry, waiting for repair (claim never takes them directly). */
+  expiredLeases: number;
   oldestDueAgeSeconds: number | null;
 }
 
@@ -118,7 +122,11 @@ interface ClaimedRow {
   created_at: Date;
 }
 
-/** Leases up to batchSize due items to workerId. A batch size of 0 claims nothing without a round trip. */
+/**
+ * Leases up to batchSize due, unleased items to workerId. An expired lease is never taken
+ * here: repairExpiredLeases must requeue it first. A batch size of 0 claims nothing without
+ * a round trip.
+ */
 export async function claimOutboxBatch(
   db: Queryable,
   options: { batchSize: number; workerId: string; leaseSeconds: number },
@@ -217,13 +225,17 @@ export async function outboxQueueStats(db: Queryable): Promise<QueueStats> {
     pending: string;
     due: string;
     leased: string;
+    expired_leases: string;
     oldest_due_age_seconds: number | null;
-  }>('SELECT pending, due, leased, oldest_due_age_seconds FROM public.outbox_queue_stats()');
+  }>(
+    'SELECT pending, due, leased, expired_leases, oldest_due_age_seconds FROM public.outbox_queue_stats()',
+  );
   const row = singleRow(rows, 'outbox_queue_stats');
   return {
     pending: Number(row.pending),
     due: Number(row.due),
     leased: Number(row.leased),
+    expiredLeases: Number(row.expired_leases),
     oldestDueAgeSeconds: row.oldest_due_age_seconds,
   };
 }

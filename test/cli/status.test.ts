@@ -2,15 +2,21 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { completeOutboxAttempt } from '../../src/db/outbox.ts';
 import { runCli } from '../support/cli.ts';
 import { freshDatabase } from '../support/database.ts';
-import { enqueueAndClaim, enqueueItems, uniquePrefix } from '../support/outbox-fixtures.ts';
+import {
+  enqueueAndClaim,
+  enqueueItems,
+  expireLeases,
+  uniquePrefix,
+} from '../support/outbox-fixtures.ts';
 
 const db = await freshDatabase();
 const reader = await db.createLoginRole(['symphony_readonly']);
 const WORKER = 'status-test-worker';
 
 /**
- * A known queue: 3 due items, 1 under a live lease, and a ledger with one DISPATCHED and
- * one FAILED attempt this hour plus one DISPATCHED attempt from two hours ago.
+ * A known queue: 3 due items, 1 under a live lease, 1 under an expired lease (awaiting
+ * repair, so neither due nor claimable), and a ledger with one DISPATCHED and one FAILED
+ * attempt this hour plus one DISPATCHED attempt from two hours ago.
  */
 beforeAll(async () => {
   const [delivered, refused] = await enqueueAndClaim(db.owner, 2, { workerId: WORKER });
@@ -28,6 +34,9 @@ beforeAll(async () => {
     errorCode: 'rejected',
   });
   await enqueueAndClaim(db.owner, 1, { workerId: WORKER, leaseSeconds: 600 });
+  const [crashed] = await enqueueAndClaim(db.owner, 1, { workerId: 'crashed-worker' });
+  if (!crashed) throw new Error('fixture: expected one claimed item');
+  await expireLeases(db.owner, [crashed.outboxId]);
   await enqueueItems(db.owner, 3, { prefix: uniquePrefix('due') });
   // The ledger is append-only, so an old attempt is written old: its uuidv7 id carries the time.
   await db.owner.query(
@@ -46,9 +55,10 @@ describe('symphony-relay status (as symphony_readonly)', () => {
     expect(result, result.stderr).toMatchObject({ code: 0 });
     const report = JSON.parse(result.stdout) as Record<string, unknown>;
     expect(report).toEqual({
-      pending: 4,
+      pending: 5,
       due: 3,
-      leased: 1,
+      leased: 2,
+      expiredLeases: 1,
       oldestDueAgeSeconds: expect.any(Number),
       attemptsLastHour: { DISPATCHED: 1, FAILED: 1, RETRYABLE: 0, ZOMBIE_REQUEUE: 0 },
     });
@@ -59,9 +69,10 @@ describe('symphony-relay status (as symphony_readonly)', () => {
     const result = await runCli(['status'], { DATABASE_URL: reader.url });
 
     expect(result, result.stderr).toMatchObject({ code: 0 });
-    expect(result.stdout).toMatch(/^pending\s+4$/m);
+    expect(result.stdout).toMatch(/^pending\s+5$/m);
     expect(result.stdout).toMatch(/^due\s+3$/m);
-    expect(result.stdout).toMatch(/^leased\s+1$/m);
+    expect(result.stdout).toMatch(/^leased\s+2$/m);
+    expect(result.stdout).toMatch(/^expired leases\s+1$/m);
     expect(result.stdout).toMatch(/^oldest due item age\s+\d+\.\d s$/m);
     expect(result.stdout).toMatch(/^\s+DISPATCHED\s+1$/m);
     expect(result.stdout).toMatch(/^\s+FAILED\s+1$/m);

@@ -1,6 +1,11 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type pg from 'pg';
-import { claimOutboxBatch, completeOutboxAttempt, type ClaimedItem } from '../../src/db/outbox.ts';
+import {
+  claimOutboxBatch,
+  completeOutboxAttempt,
+  repairExpiredLeases,
+  type ClaimedItem,
+} from '../../src/db/outbox.ts';
 import { LeaseLostError } from '../../src/db/errors.ts';
 import { freshDatabase } from '../support/database.ts';
 import {
@@ -10,6 +15,8 @@ import {
   enqueueAndClaim,
   enqueueItems,
   expireLeases,
+  makeDue,
+  readAttempts,
   readPending,
 } from '../support/outbox-fixtures.ts';
 import { expectSqlState } from '../support/sqlstate.ts';
@@ -113,17 +120,45 @@ describe('claim_outbox_batch', () => {
     }
   });
 
-  it('INV-CLAIM-EXPIRED-LEASE-RECLAIMABLE: an expired lease is claimable and the old token is fenced off (P7002)', async () => {
+  it('INV-CLAIM-EXPIRED-LEASE-REPAIR-ONLY: an expired lease is never claimed; after repair the item is claimable and the old token is fenced off (P7002)', async () => {
     const [stale] = await enqueueAndClaim(db.owner, 1, { workerId: 'crashed', leaseSeconds: 300 });
     if (!stale) throw new Error('fixture claimed nothing');
     await expireLeases(db.owner, [stale.outboxId]);
+    // A due, unleased item alongside, so an empty answer cannot mean "claim found nothing at all".
+    const [bystander] = await enqueueItems(db.owner, 1);
 
-    const [fresh] = await claimOutboxBatch(db.owner, {
+    const perClaimer = await Promise.all(
+      clients.map((client, index) =>
+        claimOutboxBatch(client, {
+          batchSize: 100,
+          workerId: `claimer-${index}`,
+          leaseSeconds: 300,
+        }),
+      ),
+    );
+    expect(perClaimer.flat().map((item) => item.outboxId)).toEqual([bystander]);
+    expect(await readPending(db.owner, stale.outboxId)).toMatchObject({
+      claimed_by: 'crashed',
+      lease_token: stale.leaseToken,
+    });
+    expect(await readAttempts(db.owner, [stale.outboxId])).toEqual([]);
+
+    expect(await repairExpiredLeases(db.owner, { batchSize: 10, workerId: 'repairer' })).toEqual([
+      { outboxId: stale.outboxId, attemptNo: 1 },
+    ]);
+    expect(
+      (await readAttempts(db.owner, [stale.outboxId])).map((attempt) => attempt.state),
+    ).toEqual(['ZOMBIE_REQUEUE']);
+
+    // Repair reschedules the item a second later; skip the wait rather than sleep.
+    await makeDue(db.owner, [stale.outboxId]);
+    const [fresh, ...more] = await claimOutboxBatch(db.owner, {
       batchSize: 10,
       workerId: 'rescuer',
       leaseSeconds: 300,
     });
-    expect(fresh?.outboxId).toBe(stale.outboxId);
+    expect(more).toEqual([]);
+    expect(fresh).toMatchObject({ outboxId: stale.outboxId, attemptCount: 1 });
     expect(fresh?.leaseToken).not.toBe(stale.leaseToken);
 
     const error = await expectSqlState(
@@ -135,7 +170,11 @@ describe('claim_outbox_batch', () => {
       'P7002',
     );
     expect(error).toBeInstanceOf(LeaseLostError);
-    expect(await readPending(db.owner, stale.outboxId)).toMatchObject({ claimed_by: 'rescuer' });
+    expect(await readPending(db.owner, stale.outboxId)).toMatchObject({
+      claimed_by: 'rescuer',
+      lease_token: fresh?.leaseToken,
+    });
+    expect(await readAttempts(db.owner, [stale.outboxId])).toHaveLength(1);
   });
 
   it('INV-PENDING-LEASE-ALL-OR-NOTHING: a half-set lease is refused with 23514', async () => {
@@ -176,20 +215,28 @@ describe('claim_outbox_batch', () => {
   });
 
   it('INV-CLAIM-USES-DUE-INDEX: on 100k rows the claim scan uses ix_pending_due', async () => {
+    // Every tenth row is leased (half of those expired), and leased rows carry the oldest
+    // next_attempt_at: a scan that had to walk past them would meet them first.
     await db.owner.query(
       `INSERT INTO public.payment_outbox_pending
-         (instruction_id, participant_id, sequence_id, idempotency_key, rail_type, payload, next_attempt_at)
+         (instruction_id, participant_id, sequence_id, idempotency_key, rail_type, payload,
+          next_attempt_at, claimed_by, lease_token, lease_expires_at)
        SELECT 'bulk-' || g, 'bulk-participant-' || (g % 50), g, 'key-' || g, 'sandbox', '{}'::jsonb,
-              now() - (g % 3600) * interval '1 second' + (g % 7) * interval '1 hour'
-         FROM generate_series(1, 100000) AS g`,
+              CASE WHEN leased THEN now() - interval '2 hours'
+                   ELSE now() - (g % 3600) * interval '1 second' + (g % 7) * interval '1 hour' END,
+              CASE WHEN leased THEN 'bulk-worker' END,
+              CASE WHEN leased THEN uuidv7() END,
+              CASE WHEN leased THEN now() + CASE WHEN g % 20 = 0 THEN -60 ELSE 300 END * interval '1 second' END
+         FROM generate_series(1, 100000) AS g
+        CROSS JOIN LATERAL (SELECT g % 10 = 0 AS leased) AS l`,
     );
     await db.owner.query('ANALYZE public.payment_outbox_pending');
 
     // The same SELECT as the `due` CTE of claim_outbox_batch (asserted against its source below).
     const dueSelect = `SELECT d.outbox_id
       FROM public.payment_outbox_pending d
-     WHERE d.next_attempt_at <= now()
-       AND (d.lease_expires_at IS NULL OR d.lease_expires_at <= now())
+     WHERE d.claimed_by IS NULL
+       AND d.next_attempt_at <= now()
      ORDER BY d.next_attempt_at, d.created_at
      LIMIT 100
      FOR UPDATE SKIP LOCKED`;
@@ -205,5 +252,32 @@ describe('claim_outbox_batch', () => {
     const plan = JSON.stringify(rows[0]?.['QUERY PLAN']);
     expect(plan).toContain('"Index Name":"ix_pending_due"');
     expect(plan).not.toContain('"Node Type":"Seq Scan"');
+
+    // Leased rows are not in the partial index, so the scan never fetches one only to drop
+    // it. (PostgreSQL keeps `claimed_by IS NULL` as a Filter on a FOR UPDATE scan, for the
+    // recheck of a row another claimer leased meanwhile; on a quiet table it removes nothing.)
+    const session = clients[0];
+    if (!session) throw new Error('no client');
+    await session.query('BEGIN');
+    try {
+      const { rows: analysed } = await session.query<{ 'QUERY PLAN': unknown }>(
+        `EXPLAIN (ANALYZE, TIMING OFF, SUMMARY OFF, FORMAT JSON) ${dueSelect}`,
+      );
+      const executed = JSON.stringify(analysed[0]?.['QUERY PLAN']);
+      expect(executed).toContain('"Index Name":"ix_pending_due"');
+      expect(executed).toContain('"Rows Removed by Filter":0');
+      expect(executed).not.toMatch(/"Rows Removed by Filter":[1-9]/);
+    } finally {
+      await session.query('ROLLBACK');
+    }
+
+    // And the claim itself skips the 10,000 leased rows, expired ones included.
+    const claimed = await claimOutboxBatch(db.owner, {
+      batchSize: 100,
+      workerId: 'w',
+      leaseSeconds: 30,
+    });
+    expect(claimed).toHaveLength(100);
+    expect(claimed.every((item) => !item.instructionId.endsWith('0'))).toBe(true);
   });
 });

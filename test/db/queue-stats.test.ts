@@ -43,9 +43,11 @@ describe('outbox_next_attempt_at', () => {
   });
 
   it('INV-NEXT-ATTEMPT-UNLEASED: is the earliest next_attempt_at among unleased items, ignoring leased ones', async () => {
-    const [leased] = await enqueueAndClaim(db.owner, 1, { workerId: 'w', leaseSeconds: 5 });
+    // Both leased rows keep their (past) enqueue-time next_attempt_at, earlier than any other.
+    const [live, expired] = await enqueueAndClaim(db.owner, 2, { workerId: 'w', leaseSeconds: 5 });
     const [later, sooner] = await enqueueItems(db.owner, 2);
-    if (!leased || !later || !sooner) throw new Error('fixture produced too few items');
+    if (!live || !expired || !later || !sooner) throw new Error('fixture produced too few items');
+    await expireLeases(db.owner, [expired.outboxId]);
     await scheduleAt(later, 600);
     await scheduleAt(sooner, 120);
     const { rows } = await db.owner.query<{ at: Date }>(
@@ -62,11 +64,12 @@ describe('outbox_queue_stats', () => {
       pending: 0,
       due: 0,
       leased: 0,
+      expiredLeases: 0,
       oldestDueAgeSeconds: null,
     });
   });
 
-  it('INV-QUEUE-STATS: counts pending, due (unleased or expired, and due) and live leases', async () => {
+  it('INV-QUEUE-STATS: counts pending, due (unleased and due), leases (live or expired) and expired leases awaiting repair', async () => {
     const [live1, live2, expired] = await enqueueAndClaim(db.owner, 3, { workerId: 'w' });
     const [dueOld, dueNew, future] = await enqueueItems(db.owner, 3);
     if (!live1 || !live2 || !expired || !dueOld || !dueNew || !future)
@@ -77,7 +80,8 @@ describe('outbox_queue_stats', () => {
     await scheduleAt(future, 3600);
 
     const stats = await outboxQueueStats(executor);
-    expect(stats).toMatchObject({ pending: 6, due: 3, leased: 2 });
+    // The expired lease is leased, not due: only repair puts it back in the queue.
+    expect(stats).toMatchObject({ pending: 6, due: 2, leased: 3, expiredLeases: 1 });
     // The oldest due item became due 100 s before the scheduling statement ran.
     expect(stats.oldestDueAgeSeconds).toBeGreaterThanOrEqual(100);
     expect(stats.oldestDueAgeSeconds).toBeLessThan(3600);

@@ -88,14 +88,13 @@ export async function enqueueAndClaim(
 }
 
 /**
- * Makes live leases look expired, as if their worker had died a second ago. Claiming sets
- * next_attempt_at to the lease expiry, so it moves too.
+ * Makes live leases look expired, as if their worker had died a second ago. The row keeps
+ * its lease (claim never takes it) until repair_expired_leases requeues it.
  */
 export async function expireLeases(owner: Queryable, outboxIds: readonly string[]): Promise<void> {
   await owner.query(
     `UPDATE public.payment_outbox_pending
-        SET lease_expires_at = now() - interval '1 second',
-            next_attempt_at = LEAST(next_attempt_at, now() - interval '1 second')
+        SET lease_expires_at = now() - interval '1 second'
       WHERE outbox_id = ANY($1::uuid[]) AND lease_token IS NOT NULL`,
     [outboxIds],
   );
