@@ -190,7 +190,7 @@ const SETTINGS = {
   SYMPHONY_SHUTDOWN_GRACE_MS: setting(
     integer(0, 600_000),
     '20000',
-    'On SIGTERM/SIGINT: time to finish in-flight dispatches before they are aborted and released.',
+    'On SIGTERM/SIGINT: time to finish in-flight dispatches; after it they are aborted and recorded RETRYABLE.',
   ),
   SYMPHONY_HTTP_HOST: setting(
     matching(/^[A-Za-z0-9.:[\]-]{1,253}$/, 'a host name or IP address'),

@@ -240,6 +240,99 @@ export async function outboxQueueStats(db: Queryable): Promise<QueueStats> {
   };
 }
 
+export interface BatchCompletionResult {
+  outboxId: string;
+  /** Null when the lease was lost: nothing was recorded for this item. */
+  attemptNo: number | null;
+  /** The recorded state (RETRYABLE at the retry ceiling becomes FAILED); null when the lease was lost. */
+  state: CompletionState | null;
+  /** This worker no longer held the lease (the single completion's P7002), reported per item. */
+  leaseLost: boolean;
+}
+
+/**
+ * Records many outcomes of workerId in one transaction, each fenced by its lease like
+ * completeOutboxAttempt. A lost lease is reported per item (leaseLost), not thrown; an
+ * invalid state anywhere fails the whole call with P7003. Results are in input order.
+ */
+export async function completeOutboxBatch(
+  db: Queryable,
+  workerId: string,
+  completions: readonly Completion[],
+): Promise<BatchCompletionResult[]> {
+  if (completions.length === 0) return [];
+  const outcomes = completions.map((completion) => ({
+    outbox_id: completion.outboxId,
+    lease_token: completion.leaseToken,
+    state: completion.state,
+    rail_reference: completion.railReference ?? null,
+    rail_code: completion.railCode ?? null,
+    error_code: completion.errorCode ?? null,
+    error_message: completion.errorMessage ?? null,
+    latency_ms: completion.latencyMs ?? null,
+    retry_delay_seconds: completion.retryDelaySeconds ?? null,
+  }));
+  const { rows } = await db.query<{
+    outbox_id: string;
+    attempt_no: number | null;
+    state: CompletionState | null;
+    lease_lost: boolean;
+  }>(
+    `SELECT outbox_id, attempt_no, state::text AS state, lease_lost
+       FROM public.complete_outbox_batch($1, $2::jsonb)`,
+    [workerId, JSON.stringify(outcomes)],
+  );
+  return inInputOrder(rows, completions, 'complete_outbox_batch').map((row) => ({
+    outboxId: row.outbox_id,
+    attemptNo: row.attempt_no,
+    state: row.state,
+    leaseLost: row.lease_lost,
+  }));
+}
+
+/**
+ * enqueuePaymentOutbox for many items in one call and one transaction, with the same
+ * idempotency and gap-free per-participant sequencing. One result per request, in order;
+ * a repeated key (in the batch or already stored) returns the existing item.
+ */
+export async function enqueuePaymentOutboxBatch(
+  db: Queryable,
+  requests: readonly EnqueueRequest[],
+): Promise<EnqueueResult[]> {
+  if (requests.length === 0) return [];
+  const items = requests.map((request) => ({
+    instruction_id: request.instructionId,
+    participant_id: request.participantId,
+    idempotency_key: request.idempotencyKey,
+    rail_type: request.railType,
+    payload: request.payload,
+  }));
+  const { rows } = await db.query<{
+    outbox_id: string;
+    sequence_id: string;
+    created_at: Date;
+    state: string;
+  }>(
+    'SELECT outbox_id, sequence_id, created_at, state FROM public.enqueue_payment_outbox_batch($1::jsonb)',
+    [JSON.stringify(items)],
+  );
+  return inInputOrder(rows, requests, 'enqueue_payment_outbox_batch').map((row) => ({
+    outboxId: row.outbox_id,
+    sequenceId: row.sequence_id,
+    createdAt: row.created_at,
+    state: row.state,
+  }));
+}
+
+function inInputOrder<T>(rows: T[], inputs: readonly unknown[], functionName: string): T[] {
+  if (rows.length !== inputs.length) {
+    throw new Error(
+      `${functionName} returned ${rows.length} rows for ${inputs.length} inputs; expected one per input`,
+    );
+  }
+  return rows;
+}
+
 function singleRow<T>(rows: T[], functionName: string): T {
   const row = rows[0];
   if (rows.length !== 1 || row === undefined) {
