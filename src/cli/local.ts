@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import pg from 'pg';
@@ -65,7 +66,8 @@ export function registerLocalCommand(program: Command): void {
     )
     .option('--rate <items/s>', 'demo producer rate (0 = no producer)', '50')
     .option('--pg-port <port>', 'port of the embedded PostgreSQL (default: a free one)')
-    .action(async (options: { rate: string; pgPort?: string }) => {
+    .option('--data-dir <dir>', 'data directory of the embedded PostgreSQL', LOCAL_DATA_DIR)
+    .action(async (options: { rate: string; pgPort?: string; dataDir: string }) => {
       const rate = Number(options.rate);
       if (!Number.isFinite(rate) || rate < 0 || rate > 100_000) {
         throw new Error(`--rate "${options.rate}" is invalid: expected a number from 0 to 100000`);
@@ -74,9 +76,9 @@ export function registerLocalCommand(program: Command): void {
       // lines, so the local default is errors only (LOG_LEVEL=info shows everything).
       const level = LOG_LEVELS.find((known) => known === process.env.LOG_LEVEL) ?? 'error';
       const logger = createLogger({ level, name: 'symphony-relay' });
-      say('starting the embedded PostgreSQL 18 (data in .data/postgres)…');
+      say(`starting the embedded PostgreSQL 18 (data in ${options.dataDir})…`);
       const server = await startDetachedEmbeddedPostgres({
-        dataDir: LOCAL_DATA_DIR,
+        dataDir: path.resolve(options.dataDir),
         persistent: true,
         port: options.pgPort === undefined ? undefined : Number(options.pgPort),
       });

@@ -80,3 +80,31 @@ describe('wake-ups without the poll timer', () => {
     await waitForAllTerminal(target.db, 36);
   });
 });
+
+describe('poll-only mode (for transaction-pooling PgBouncer)', () => {
+  it('opens no LISTEN connection, is ready, and still delivers by polling', async () => {
+    const target = await relayerDatabase();
+    const rail = await startRailServer();
+    const relayer = await startRelayer(
+      target.env({
+        SYMPHONY_RAILS: httpRails(rail.url),
+        SYMPHONY_POLL_ONLY: 'true',
+        SYMPHONY_POLL_INTERVAL_MS: '200',
+      }),
+    );
+    try {
+      await enqueueItems(target.db.owner, 10, { prefix: 'poll-only', railType: 'bank' });
+      await waitForAllTerminal(target.db, 10);
+      const listeners = await target.db.owner.query(
+        `SELECT 1 FROM pg_stat_activity
+          WHERE datname = current_database() AND application_name = 'symphony-relay listener'`,
+      );
+      expect(listeners.rowCount).toBe(0);
+      expect(relayer.relayer.readiness()).toMatchObject({ ready: true });
+      expect(await metricValue(relayer, 'symphony_relay_listener_connected')).toBe(0);
+    } finally {
+      await relayer.stop();
+      await rail.close();
+    }
+  });
+});
