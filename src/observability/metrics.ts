@@ -12,6 +12,8 @@ export interface QueueStats {
   pending: number;
   due: number;
   leased: number;
+  /** Leases past their expiry that repair has not requeued yet: a sign of crashed workers. */
+  expiredLeases: number;
   /** Age of the oldest item whose next_attempt_at has passed; null (or 0) when nothing is due. */
   oldestDueAgeSeconds: number | null;
 }
@@ -66,6 +68,7 @@ export class RelayerMetrics {
   private readonly queuePending: Gauge;
   private readonly queueDue: Gauge;
   private readonly queueLeased: Gauge;
+  private readonly queueExpiredLeases: Gauge;
   private readonly queueOldestDueAge: Gauge;
   private readonly queueStatsTimestamp: Gauge;
   private readonly listenerConnected: Gauge;
@@ -150,6 +153,11 @@ export class RelayerMetrics {
     this.queueLeased = new Gauge({
       name: `${PREFIX}queue_leased`,
       help: 'Pending items currently leased by some worker, at the last sample.',
+      registers,
+    });
+    this.queueExpiredLeases = new Gauge({
+      name: `${PREFIX}queue_expired_leases`,
+      help: 'Leases past their expiry awaiting repair (crashed or stalled workers), at the last sample.',
       registers,
     });
     this.queueOldestDueAge = new Gauge({
@@ -249,6 +257,7 @@ export class RelayerMetrics {
     this.queuePending.set(stats.pending);
     this.queueDue.set(stats.due);
     this.queueLeased.set(stats.leased);
+    this.queueExpiredLeases.set(stats.expiredLeases);
     this.queueOldestDueAge.set(stats.oldestDueAgeSeconds ?? 0);
     this.queueStatsTimestamp.set(this.clock() / 1000);
   }

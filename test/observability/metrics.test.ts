@@ -17,6 +17,7 @@ const EXPECTED_METRICS: Record<string, 'counter' | 'gauge' | 'histogram'> = {
   symphony_relay_queue_pending: 'gauge',
   symphony_relay_queue_due: 'gauge',
   symphony_relay_queue_leased: 'gauge',
+  symphony_relay_queue_expired_leases: 'gauge',
   symphony_relay_queue_oldest_due_age_seconds: 'gauge',
   symphony_relay_queue_stats_timestamp_seconds: 'gauge',
   symphony_relay_listener_connected: 'gauge',
@@ -107,6 +108,7 @@ describe('RelayerMetrics', () => {
     expect(series.get('symphony_relay_queue_pending')).toBe(10);
     expect(series.get('symphony_relay_queue_due')).toBe(4);
     expect(series.get('symphony_relay_queue_leased')).toBe(3);
+    expect(series.get('symphony_relay_queue_expired_leases')).toBe(1);
     expect(series.get('symphony_relay_queue_oldest_due_age_seconds')).toBe(12.5);
     expect(series.get('symphony_relay_queue_stats_timestamp_seconds')).toBe(1_700_000_000);
     expect(series.get('symphony_relay_listener_connected')).toBe(1);
@@ -134,7 +136,13 @@ describe('RelayerMetrics', () => {
 
   it('reports an empty due queue as age 0 and a stopped worker as down', async () => {
     const metrics = populatedRelayerMetrics();
-    metrics.setQueueStats({ pending: 0, due: 0, leased: 0, oldestDueAgeSeconds: null });
+    metrics.setQueueStats({
+      pending: 0,
+      due: 0,
+      leased: 0,
+      expiredLeases: 0,
+      oldestDueAgeSeconds: null,
+    });
     metrics.setWorkerUp(false);
     metrics.setListenerConnected(false);
     const series = samples(await metrics.text());

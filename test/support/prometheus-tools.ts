@@ -49,7 +49,13 @@ export function populatedRelayerMetrics(options: RelayerMetricsOptions = {}): Re
   metrics.setSlots(2, 14);
   metrics.repaired(1);
   metrics.released(2);
-  metrics.setQueueStats({ pending: 10, due: 4, leased: 3, oldestDueAgeSeconds: 12.5 });
+  metrics.setQueueStats({
+    pending: 10,
+    due: 4,
+    leased: 3,
+    expiredLeases: 1,
+    oldestDueAgeSeconds: 12.5,
+  });
   return metrics;
 }
 
