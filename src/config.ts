@@ -23,6 +23,7 @@ export interface RelayerConfig {
   repairIntervalMs: number;
   repairBatchSize: number;
   retry: RetryPolicy;
+  completionBatch: boolean;
   shutdownGraceMs: number;
   /** port 0 disables the metrics/health server. */
   http: { host: string; port: number };
@@ -187,6 +188,11 @@ const SETTINGS = {
     '0.2',
     'Fraction of a retry delay taken off at random (0..1).',
   ),
+  SYMPHONY_COMPLETION_BATCH: setting(
+    boolean,
+    'true',
+    'Record outcomes in batches: buffered for a few milliseconds, then one transaction per batch; false records each outcome in its own transaction.',
+  ),
   SYMPHONY_SHUTDOWN_GRACE_MS: setting(
     integer(0, 600_000),
     '20000',
@@ -265,6 +271,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RelayerConfig 
       maxMs: read('SYMPHONY_RETRY_MAX_MS'),
       jitter: read('SYMPHONY_RETRY_JITTER'),
     },
+    completionBatch: read('SYMPHONY_COMPLETION_BATCH'),
     shutdownGraceMs: read('SYMPHONY_SHUTDOWN_GRACE_MS'),
     http: { host: read('SYMPHONY_HTTP_HOST'), port: read('SYMPHONY_HTTP_PORT') },
     queueStatsIntervalMs: read('SYMPHONY_QUEUE_STATS_INTERVAL_MS'),

@@ -71,6 +71,7 @@ export async function startRuntime(
     queueStatsIntervalMs: config.queueStatsIntervalMs,
     shutdownGraceMs: config.shutdownGraceMs,
     retry: config.retry,
+    completionBatching: config.completionBatch,
     rails,
     logger: log,
     metrics,

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { QueueStats } from '../db/outbox.ts';
 
 /** How a dispatch ended, as recorded through `complete_outbox_attempt`. */
 export type DispatchOutcome = 'dispatched' | 'retryable' | 'failed';
@@ -7,16 +8,6 @@ export type DispatchOutcome = 'dispatched' | 'retryable' | 'failed';
 /** Why the worker loop woke up and tried to claim. */
 export type WakeupSource =
   'notify' | 'poll' | 'scheduled_retry' | 'drain' | 'reconnect' | 'startup';
-
-export interface QueueStats {
-  pending: number;
-  due: number;
-  leased: number;
-  /** Leases past their expiry that repair has not requeued yet: a sign of crashed workers. */
-  expiredLeases: number;
-  /** Age of the oldest item whose next_attempt_at has passed; null (or 0) when nothing is due. */
-  oldestDueAgeSeconds: number | null;
-}
 
 /** The counters `pg.Pool` exposes; a getter is read at scrape time, so the values are never stale. */
 export interface PoolStats {

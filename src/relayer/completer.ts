@@ -1,7 +1,14 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { LeaseLostError } from '../db/errors.ts';
-import { completeOutboxAttempt, type ClaimedItem, type CompletionState } from '../db/outbox.ts';
+import {
+  completeOutboxAttempt,
+  completeOutboxBatch,
+  type BatchCompletionResult,
+  type ClaimedItem,
+  type Completion,
+  type CompletionState,
+} from '../db/outbox.ts';
 import type { RelayerMetrics } from '../observability/metrics.ts';
 import type { DispatchOutcome } from '../rails/rail.ts';
 import { retryDelayMs, type RetryPolicy } from './backoff.ts';
@@ -15,6 +22,9 @@ const OUTCOME_LABEL: Record<CompletionState, 'dispatched' | 'retryable' | 'faile
 /** Pauses between attempts to record an outcome while the database is briefly unreachable. */
 const RECORD_RETRY_DELAYS_MS = [100, 500, 2_000];
 
+export const DEFAULT_FLUSH_INTERVAL_MS = 5;
+export const DEFAULT_MAX_BATCH = 256;
+
 export interface CompleterOptions {
   pool: pg.Pool;
   workerId: string;
@@ -23,30 +33,74 @@ export interface CompleterOptions {
   metrics: RelayerMetrics;
   /** A RETRYABLE outcome was recorded: the item is due again at `at`. */
   onRetryScheduled: (at: Date) => void;
+  /**
+   * Buffer outcomes and record each buffer in one transaction (complete_outbox_batch).
+   * Default true; false records every outcome in its own transaction.
+   */
+  batch?: boolean;
+  /** How long the first buffered outcome waits for company before the buffer is flushed. */
+  flushIntervalMs?: number;
+  /** A buffer this full is flushed at once. */
+  maxBatch?: number;
+}
+
+type Outcome = DispatchOutcome & { latencyMs: number };
+
+interface BufferedOutcome {
+  item: ClaimedItem;
+  outcome: Outcome;
+  completion: Completion;
+  done: () => void;
 }
 
 /**
  * The one place an outcome becomes a ledger row. Completion is fenced by the lease in
- * the database: if another worker owns the item now (P7002) we count it and move on —
- * retrying would only be refused again.
+ * the database: if another worker owns the item now (P7002, or lease_lost in a batch) we
+ * count it and move on — retrying would only be refused again.
+ *
+ * Batching: every commit costs a WAL flush, so recording outcomes one transaction each caps
+ * throughput (SPEC §4). Outcomes are buffered for at most flushIntervalMs (or until
+ * maxBatch are waiting) and recorded together; complete() still resolves only once its
+ * own outcome has been recorded (or given up on), so a dispatch slot is held until then.
  */
 export class Completer {
-  constructor(private readonly options: CompleterOptions) {}
+  private readonly batching: boolean;
+  private readonly flushIntervalMs: number;
+  private readonly maxBatch: number;
+  private buffer: BufferedOutcome[] = [];
+  private flushTimer: NodeJS.Timeout | undefined;
 
-  async complete(
-    item: ClaimedItem,
-    outcome: DispatchOutcome & { latencyMs: number },
-  ): Promise<void> {
-    const { logger, metrics, workerId } = this.options;
-    const attemptNo = item.attemptCount + 1;
+  constructor(private readonly options: CompleterOptions) {
+    this.batching = options.batch ?? true;
+    this.flushIntervalMs = options.flushIntervalMs ?? DEFAULT_FLUSH_INTERVAL_MS;
+    this.maxBatch = options.maxBatch ?? DEFAULT_MAX_BATCH;
+    if (!Number.isInteger(this.maxBatch) || this.maxBatch < 1) {
+      throw new Error(`Completer maxBatch must be a positive integer, got ${this.maxBatch}`);
+    }
+  }
+
+  /** Records the outcome; never rejects (failures are logged and the lease left to expire). */
+  async complete(item: ClaimedItem, outcome: Outcome): Promise<void> {
+    const completion = this.completionOf(item, outcome);
+    if (!this.batching) return this.completeOne(item, outcome, completion);
+    return new Promise<void>((done) => {
+      this.buffer.push({ item, outcome, completion, done });
+      if (this.buffer.length >= this.maxBatch) this.flush();
+      else this.flushTimer ??= setTimeout(() => this.flush(), this.flushIntervalMs);
+    });
+  }
+
+  private completionOf(item: ClaimedItem, outcome: Outcome): Completion {
     const retryDelaySeconds =
       outcome.state === 'RETRYABLE'
         ? Math.max(
             1,
-            Math.ceil(retryDelayMs(attemptNo, this.options.retry, outcome.retryAfterMs) / 1000),
+            Math.ceil(
+              retryDelayMs(item.attemptCount + 1, this.options.retry, outcome.retryAfterMs) / 1000,
+            ),
           )
         : null;
-    const completion = {
+    return {
       outboxId: item.outboxId,
       leaseToken: item.leaseToken,
       state: outcome.state,
@@ -57,52 +111,141 @@ export class Completer {
       latencyMs: Math.round(outcome.latencyMs),
       retryDelaySeconds,
     };
-    const context = { outboxId: item.outboxId, rail: item.railType, attemptNo };
+  }
+
+  private flush(): void {
+    clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    while (this.buffer.length > 0) {
+      void this.recordBatch(this.buffer.splice(0, this.maxBatch));
+    }
+  }
+
+  /**
+   * Fallback rule: if the batch call fails for ANY reason, record its outcomes one by one
+   * with the single-item path. That is always safe and needs no error classification:
+   *  - the batch is one transaction, so a failed call recorded nothing, and the single
+   *    path is fenced by the same lease, so nothing can be recorded twice (if the
+   *    connection died after the commit, the single calls are refused as lease lost);
+   *  - an item the batch cannot take (a value the database rejects) fails alone instead
+   *    of taking its neighbours with it;
+   *  - the single path already retries connection errors while the lease lasts.
+   */
+  private async recordBatch(batch: BufferedOutcome[]): Promise<void> {
+    const { logger, pool, workerId } = this.options;
+    let results: BatchCompletionResult[];
+    try {
+      results = await completeOutboxBatch(
+        pool,
+        workerId,
+        batch.map((entry) => entry.completion),
+      );
+    } catch (error) {
+      logger.warn(
+        {
+          event: 'completion_batch_failed',
+          count: batch.length,
+          err: { message: (error as Error).message },
+        },
+        'recording a batch of outcomes failed; recording them one by one',
+      );
+      await Promise.all(
+        batch.map(({ item, outcome, completion, done }) =>
+          this.completeOne(item, outcome, completion).finally(done),
+        ),
+      );
+      return;
+    }
+    batch.forEach(({ item, outcome, completion, done }, index) => {
+      try {
+        const result = results[index];
+        if (result === undefined || result.leaseLost || result.state === null) {
+          this.reportLeaseLost(item, outcome);
+        } else {
+          this.reportRecorded(item, outcome, completion, result.state);
+        }
+      } catch (error) {
+        this.reportNotRecorded(item, error);
+      } finally {
+        done();
+      }
+    });
+  }
+
+  private async completeOne(
+    item: ClaimedItem,
+    outcome: Outcome,
+    completion: Completion,
+  ): Promise<void> {
     try {
       const recorded = await this.recordWhileLeased(item, () =>
-        completeOutboxAttempt(this.options.pool, workerId, completion),
+        completeOutboxAttempt(this.options.pool, this.options.workerId, completion),
       );
-      metrics.completed(
-        item.railType,
-        OUTCOME_LABEL[recorded.state],
-        outcome.latencyMs / 1000,
-        (Date.now() - item.createdAt.getTime()) / 1000,
-      );
-      if (recorded.state === 'RETRYABLE' && retryDelaySeconds !== null) {
-        this.options.onRetryScheduled(new Date(Date.now() + retryDelaySeconds * 1000));
-      }
-      if (recorded.state !== 'DISPATCHED') {
-        const errorCode =
-          recorded.state === outcome.state || outcome.state === 'DISPATCHED'
-            ? completion.errorCode
-            : `${completion.errorCode} (retry ceiling reached)`;
-        logger.warn(
-          {
-            event: 'attempt_failed',
-            ...context,
-            state: recorded.state,
-            errorCode,
-            retryDelaySeconds,
-          },
-          recorded.state === 'RETRYABLE' ? 'dispatch will be retried' : 'dispatch failed for good',
-        );
-      }
+      this.reportRecorded(item, outcome, completion, recorded.state);
     } catch (error) {
-      if (error instanceof LeaseLostError) {
-        metrics.leaseLost(item.railType);
-        logger.warn(
-          { event: 'lease_lost', ...context, state: outcome.state },
-          'completion refused (P7002): another worker owns this item now; not retrying',
-        );
-        return;
-      }
-      // The lease expires and another worker's repair requeues the item: nothing is lost,
-      // and the rail sees the same idempotency key again.
-      logger.error(
-        { event: 'completion_failed', ...context, err: { message: (error as Error).message } },
-        'could not record the outcome; the lease will expire and the item will be repaired',
+      if (error instanceof LeaseLostError) this.reportLeaseLost(item, outcome);
+      else this.reportNotRecorded(item, error);
+    }
+  }
+
+  private reportRecorded(
+    item: ClaimedItem,
+    outcome: Outcome,
+    completion: Completion,
+    recordedState: CompletionState,
+  ): void {
+    const { logger, metrics } = this.options;
+    const retryDelaySeconds = completion.retryDelaySeconds ?? null;
+    metrics.completed(
+      item.railType,
+      OUTCOME_LABEL[recordedState],
+      outcome.latencyMs / 1000,
+      (Date.now() - item.createdAt.getTime()) / 1000,
+    );
+    if (recordedState === 'RETRYABLE' && retryDelaySeconds !== null) {
+      this.options.onRetryScheduled(new Date(Date.now() + retryDelaySeconds * 1000));
+    }
+    if (recordedState !== 'DISPATCHED') {
+      const errorCode =
+        recordedState === outcome.state || outcome.state === 'DISPATCHED'
+          ? completion.errorCode
+          : `${completion.errorCode} (retry ceiling reached)`;
+      logger.warn(
+        {
+          event: 'attempt_failed',
+          ...this.context(item),
+          state: recordedState,
+          errorCode,
+          retryDelaySeconds,
+        },
+        recordedState === 'RETRYABLE' ? 'dispatch will be retried' : 'dispatch failed for good',
       );
     }
+  }
+
+  private reportLeaseLost(item: ClaimedItem, outcome: Outcome): void {
+    this.options.metrics.leaseLost(item.railType);
+    this.options.logger.warn(
+      { event: 'lease_lost', ...this.context(item), state: outcome.state },
+      'completion refused (P7002): another worker owns this item now; not retrying',
+    );
+  }
+
+  /** The lease expires and another worker's repair requeues the item: nothing is lost,
+   * and the rail sees the same idempotency key again. */
+  private reportNotRecorded(item: ClaimedItem, error: unknown): void {
+    this.options.logger.error(
+      {
+        event: 'completion_failed',
+        ...this.context(item),
+        err: { message: (error as Error).message },
+      },
+      'could not record the outcome; the lease will expire and the item will be repaired',
+    );
+  }
+
+  private context(item: ClaimedItem) {
+    return { outboxId: item.outboxId, rail: item.railType, attemptNo: item.attemptCount + 1 };
   }
 
   private async recordWhileLeased<T>(item: ClaimedItem, record: () => Promise<T>): Promise<T> {

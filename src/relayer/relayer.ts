@@ -7,14 +7,14 @@ import {
   releaseOutboxLeases,
   repairExpiredLeases,
 } from '../db/outbox.ts';
-import type { RelayerMetrics } from '../observability/metrics.ts';
+import type { RelayerMetrics, WakeupSource } from '../observability/metrics.ts';
 import type { Readiness } from '../observability/server.ts';
 import type { RailRegistry } from '../rails/registry.ts';
 import type { RetryPolicy } from './backoff.ts';
 import { Completer } from './completer.ts';
 import { Dispatcher } from './dispatcher.ts';
 import { Ticker } from './ticker.ts';
-import { Wakeup, type WakeSource } from './wakeup.ts';
+import { Wakeup } from './wakeup.ts';
 
 export interface RelayerOptions {
   /** Pool whose connections act as the executor role (see createPool's actAs). */
@@ -32,6 +32,8 @@ export interface RelayerOptions {
   queueStatsIntervalMs: number;
   shutdownGraceMs: number;
   retry: RetryPolicy;
+  /** Record outcomes in buffered batches (default) or one transaction each. */
+  completionBatching?: boolean;
   rails: RailRegistry;
   logger: Logger;
   metrics: RelayerMetrics;
@@ -68,6 +70,7 @@ export class Relayer {
       pool: options.pool,
       workerId: options.workerId,
       retry: options.retry,
+      batch: options.completionBatching ?? true,
       logger,
       metrics,
       // Wake this worker when its own retry falls due, without fast polling.
@@ -169,7 +172,7 @@ export class Relayer {
     return { ready: checks.every((check) => check.ok), checks };
   }
 
-  private wake(source: WakeSource): void {
+  private wake(source: WakeupSource): void {
     if (this.state !== 'running') return;
     this.options.metrics.wakeup(source);
     this.options.metrics.tick();

@@ -1,19 +1,18 @@
 import pgListen, { type Subscriber } from 'pg-listen';
 import type { Logger } from 'pino';
+import type { WakeupSource } from '../observability/metrics.ts';
 
 // pg-listen is CommonJS with an __esModule default export.
 const createSubscriber = pgListen.default;
 
 export const OUTBOX_CHANNEL = 'outbox_pending';
 
-export type WakeSource = 'notify' | 'poll' | 'scheduled_retry' | 'drain' | 'reconnect' | 'startup';
-
 export interface WakeupOptions {
   /** Connection for LISTEN; null in poll-only mode (transaction-pooling PgBouncer cannot LISTEN). */
   listenConnectionString: string | null;
   pollIntervalMs: number;
   logger: Logger;
-  onWake: (source: WakeSource) => void;
+  onWake: (source: WakeupSource) => void;
   onListenerState: (connected: boolean) => void;
 }
 

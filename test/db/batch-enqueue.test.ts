@@ -1,0 +1,227 @@
+import type pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  claimOutboxBatch,
+  completeOutboxAttempt,
+  enqueuePaymentOutbox,
+  enqueuePaymentOutboxBatch,
+  type EnqueueRequest,
+} from '../../src/db/outbox.ts';
+import { freshDatabase } from '../support/database.ts';
+import { closeAll, connectMany, uniquePrefix } from '../support/outbox-fixtures.ts';
+import { connectAsEach, RUNTIME_ROLES } from '../support/role-boundaries.ts';
+import { expectSqlState } from '../support/sqlstate.ts';
+
+const db = await freshDatabase();
+const as = await connectAsEach(db, RUNTIME_ROLES);
+let clients: pg.Client[] = [];
+
+beforeAll(async () => {
+  clients = await connectMany(db, 8);
+});
+afterAll(async () => {
+  await closeAll(clients);
+});
+
+function request(
+  prefix: string,
+  key: string,
+  overrides: Partial<EnqueueRequest> = {},
+): EnqueueRequest {
+  return {
+    instructionId: `${prefix}-instruction-${key}`,
+    participantId: `${prefix}-participant`,
+    idempotencyKey: `${prefix}-key-${key}`,
+    railType: 'sandbox',
+    payload: { amount: '10.00', currency: 'ZMW', key },
+    ...overrides,
+  };
+}
+
+async function sequencesOf(participantId: string): Promise<string[]> {
+  const { rows } = await db.owner.query<{ sequence_id: string }>(
+    'SELECT sequence_id FROM public.payment_outbox_pending WHERE participant_id = $1 ORDER BY sequence_id',
+    [participantId],
+  );
+  return rows.map((row) => row.sequence_id);
+}
+
+async function nextSequenceOf(participantId: string): Promise<string | undefined> {
+  const { rows } = await db.owner.query<{ next_sequence_id: string }>(
+    'SELECT next_sequence_id FROM public.participant_outbox_sequences WHERE participant_id = $1',
+    [participantId],
+  );
+  return rows[0]?.next_sequence_id;
+}
+
+const oneToN = (n: number) => Array.from({ length: n }, (_, index) => String(index + 1));
+
+describe('enqueue_payment_outbox_batch', () => {
+  it('INV-ENQUEUE-BATCH-IDEMPOTENT-GAPLESS: 8 concurrent batch enqueues (and single enqueues) with overlapping keys give one row per key and gap-free sequences per participant', async () => {
+    const prefix = uniquePrefix('batch-race');
+    const participants = [`${prefix}-a`, `${prefix}-b`, `${prefix}-c`];
+    const KEYS = 90;
+    const requestFor = (key: number) =>
+      request(prefix, String(key), { participantId: participants[key % participants.length] });
+    // Each connection sends 50 of the 90 keys, starting at a different offset and, on odd
+    // connections, in reverse: every key is contested, and in different orders.
+    const batches = clients.map((_, connection) => {
+      const keys = Array.from({ length: 50 }, (_, i) => (connection * 11 + i) % KEYS);
+      return (connection % 2 === 0 ? keys : keys.reverse()).map(requestFor);
+    });
+
+    const results = await Promise.all(
+      clients.map(async (client, connection) => {
+        if (connection < 6) return enqueuePaymentOutboxBatch(client, batches[connection]!);
+        // Two connections race the batches with the single function, key by key.
+        const singles = [];
+        for (const item of batches[connection]!) {
+          singles.push(await enqueuePaymentOutbox(client, item));
+        }
+        return singles;
+      }),
+    );
+
+    const outboxIdByKey = new Map<string, string>();
+    results.forEach((perConnection, connection) => {
+      expect(perConnection).toHaveLength(50);
+      perConnection.forEach((result, index) => {
+        const key = batches[connection]![index]!.idempotencyKey;
+        expect(result.state).toBe('PENDING');
+        const seen = outboxIdByKey.get(key);
+        if (seen) expect(result.outboxId).toBe(seen);
+        else outboxIdByKey.set(key, result.outboxId);
+      });
+    });
+    const { rows } = await db.owner.query<{ n: string }>(
+      `SELECT count(*) AS n FROM public.payment_outbox_pending WHERE instruction_id LIKE $1 || '%'`,
+      [prefix],
+    );
+    expect(rows[0]?.n).toBe(String(outboxIdByKey.size));
+    const covered = new Set(batches.flat().map((item) => item.idempotencyKey));
+    expect(outboxIdByKey.size).toBe(covered.size);
+    for (const participantId of participants) {
+      const sequences = await sequencesOf(participantId);
+      expect(sequences).toEqual(oneToN(sequences.length));
+      expect(await nextSequenceOf(participantId)).toBe(String(sequences.length + 1));
+    }
+  });
+
+  it('INV-ENQUEUE-BATCH-EXISTING: a batch mixing fresh, queued, finished and repeated keys returns one row per item in input order and numbers only the fresh ones', async () => {
+    const prefix = uniquePrefix('batch-mixed');
+    const participantId = `${prefix}-participant`;
+    const queued = await enqueuePaymentOutbox(db.owner, request(prefix, 'queued'));
+    const delivered = await enqueuePaymentOutbox(db.owner, request(prefix, 'delivered'));
+    const rejected = await enqueuePaymentOutbox(db.owner, request(prefix, 'rejected'));
+    const claimed = await claimOutboxBatch(db.owner, {
+      batchSize: 1000,
+      workerId: 'finisher',
+      leaseSeconds: 60,
+    });
+    const toFinish = [delivered.outboxId, rejected.outboxId];
+    for (const item of claimed.filter((candidate) => toFinish.includes(candidate.outboxId))) {
+      await completeOutboxAttempt(db.owner, 'finisher', {
+        outboxId: item.outboxId,
+        leaseToken: item.leaseToken,
+        state: item.outboxId === delivered.outboxId ? 'DISPATCHED' : 'FAILED',
+        errorCode: 'REJECTED',
+      });
+    }
+
+    const results = await enqueuePaymentOutboxBatch(db.owner, [
+      request(prefix, 'fresh-1'),
+      request(prefix, 'queued'),
+      request(prefix, 'delivered'),
+      request(prefix, 'fresh-2'),
+      request(prefix, 'rejected'),
+      request(prefix, 'fresh-1', { payload: { different: 'payload, same key' } }),
+    ]);
+
+    expect(
+      results.map(({ outboxId, sequenceId, state }) => ({ outboxId, sequenceId, state })),
+    ).toEqual([
+      { outboxId: results[0]!.outboxId, sequenceId: '4', state: 'PENDING' },
+      { outboxId: queued.outboxId, sequenceId: '1', state: 'PENDING' },
+      { outboxId: delivered.outboxId, sequenceId: '2', state: 'DISPATCHED' },
+      { outboxId: results[3]!.outboxId, sequenceId: '5', state: 'PENDING' },
+      { outboxId: rejected.outboxId, sequenceId: '3', state: 'FAILED' },
+      { outboxId: results[0]!.outboxId, sequenceId: '4', state: 'PENDING' },
+    ]);
+    expect(results[2]!.createdAt.getTime()).toBeLessThanOrEqual(results[0]!.createdAt.getTime());
+    expect(await nextSequenceOf(participantId)).toBe('6');
+    expect(await sequencesOf(participantId)).toEqual(['1', '4', '5']);
+
+    // The same batch again is a no-op returning the same rows.
+    const again = await enqueuePaymentOutboxBatch(db.owner, [
+      request(prefix, 'fresh-1'),
+      request(prefix, 'fresh-2'),
+    ]);
+    expect(again.map((result) => result.outboxId)).toEqual([
+      results[0]!.outboxId,
+      results[3]!.outboxId,
+    ]);
+    expect(await nextSequenceOf(participantId)).toBe('6');
+  });
+
+  it('INV-ENQUEUE-BATCH-PAYLOAD-OBJECT: a non-object payload anywhere refuses the whole batch with 23514 and consumes no sequence number', async () => {
+    const prefix = uniquePrefix('batch-payload');
+    const participantId = `${prefix}-participant`;
+    await enqueuePaymentOutbox(db.owner, request(prefix, 'existing'));
+    for (const payload of [[1, 2], 'text', 42, null]) {
+      await expectSqlState(
+        enqueuePaymentOutboxBatch(db.owner, [
+          request(prefix, 'good'),
+          request(prefix, 'bad', { payload: payload as unknown as Record<string, unknown> }),
+        ]),
+        '23514',
+      );
+    }
+    // A missing payload is refused the same way.
+    await expectSqlState(
+      db.owner.query('SELECT * FROM public.enqueue_payment_outbox_batch($1::jsonb)', [
+        JSON.stringify([
+          {
+            instruction_id: 'i',
+            participant_id: participantId,
+            idempotency_key: 'k',
+            rail_type: 'sandbox',
+          },
+        ]),
+      ]),
+      '23514',
+    );
+    expect(await sequencesOf(participantId)).toEqual(['1']);
+    expect(await nextSequenceOf(participantId)).toBe('2');
+  });
+
+  it('refuses a p_items that is not an array of objects with 22023, and a missing field with 23502', async () => {
+    for (const items of ['{}', '"x"', '[1]']) {
+      await expectSqlState(
+        db.owner.query('SELECT * FROM public.enqueue_payment_outbox_batch($1::jsonb)', [items]),
+        '22023',
+      );
+    }
+    await expectSqlState(
+      db.owner.query('SELECT * FROM public.enqueue_payment_outbox_batch($1::jsonb)', [
+        JSON.stringify([
+          { instruction_id: 'i', participant_id: 'p', idempotency_key: 'k', payload: {} },
+        ]),
+      ]),
+      '23502',
+    );
+    expect(await enqueuePaymentOutboxBatch(db.owner, [])).toEqual([]);
+  });
+
+  describe('privileges', () => {
+    it('INV-PRIV-BATCH-ENQUEUE-INGEST-ONLY: only ingest may call enqueue_payment_outbox_batch; the executor and every other runtime role get 42501', async () => {
+      const prefix = uniquePrefix('batch-priv');
+      for (const role of RUNTIME_ROLES.filter((candidate) => candidate !== 'symphony_ingest')) {
+        await expectSqlState(enqueuePaymentOutboxBatch(as[role], [request(prefix, role)]), '42501');
+      }
+      expect(await sequencesOf(`${prefix}-participant`)).toEqual([]);
+      expect(
+        await enqueuePaymentOutboxBatch(as.symphony_ingest, [request(prefix, 'ingest')]),
+      ).toMatchObject([{ sequenceId: '1', state: 'PENDING' }]);
+    });
+  });
+});
