@@ -66,3 +66,16 @@ export class LeaseLostError extends Error {
     this.name = 'LeaseLostError';
   }
 }
+
+/** SQLSTATE classes worth another try: connection loss, serialization/deadlock, resources, shutdown. */
+const TRANSIENT_CLASSES = ['08', '40', '53', '57'];
+
+/**
+ * True when the same statement may well succeed if sent again: the connection dropped
+ * (no SQLSTATE at all, e.g. ECONNRESET), or the server reported a transient condition.
+ * A data or privilege error (22xxx, 23xxx, 42xxx, P7xxx) will fail the same way every time.
+ */
+export function isTransientDatabaseError(error: unknown): boolean {
+  const state = sqlStateOf(error);
+  return state === undefined || TRANSIENT_CLASSES.includes(state.slice(0, 2));
+}

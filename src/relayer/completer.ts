@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { LeaseLostError } from '../db/errors.ts';
+import { isTransientDatabaseError, LeaseLostError } from '../db/errors.ts';
 import {
   completeOutboxAttempt,
   completeOutboxBatch,
@@ -19,7 +19,8 @@ const OUTCOME_LABEL: Record<CompletionState, 'dispatched' | 'retryable' | 'faile
   FAILED: 'failed',
 };
 
-/** Pauses between attempts to record an outcome while the database is briefly unreachable. */
+/** Pauses between attempts to record an outcome while the database is briefly unreachable
+ * (transient errors only: a refused value is refused again). */
 const RECORD_RETRY_DELAYS_MS = [100, 500, 2_000];
 
 export const DEFAULT_FLUSH_INTERVAL_MS = 5;
@@ -255,8 +256,8 @@ export class Completer {
       } catch (error) {
         const delay = RECORD_RETRY_DELAYS_MS[attempt];
         const leaseLeftMs = item.leaseExpiresAt.getTime() - Date.now();
-        if (error instanceof LeaseLostError || delay === undefined || leaseLeftMs <= delay)
-          throw error;
+        const worthRetrying = isTransientDatabaseError(error) && !(error instanceof LeaseLostError);
+        if (!worthRetrying || delay === undefined || leaseLeftMs <= delay) throw error;
         await new Promise((resolve) => setTimeout(resolve, delay));
       }
     }
