@@ -34,6 +34,30 @@ const ENQUEUE_CHUNK = 500;
 const RELAY_CONCURRENCY = 512;
 const RELAY_CLAIM_BATCH = 512;
 const PEER_CONCURRENCY = 16;
+/** Per-item vs batched completion at the same settings, and batched at the shipped defaults. */
+const RELAY_MODES = [
+  {
+    key: 'single',
+    label: 'relay, one completion per item',
+    batched: false,
+    concurrency: RELAY_CONCURRENCY,
+    claimBatch: RELAY_CLAIM_BATCH,
+  },
+  {
+    key: 'batched',
+    label: 'relay, batched completion',
+    batched: true,
+    concurrency: RELAY_CONCURRENCY,
+    claimBatch: RELAY_CLAIM_BATCH,
+  },
+  {
+    key: 'defaults',
+    label: 'relay, batched completion, default 16 slots / claim 32',
+    batched: true,
+    concurrency: 16,
+    claimBatch: 32,
+  },
+] as const;
 const POLICY_FILE = fileURLToPath(new URL('../policy/development.json', import.meta.url));
 const NO_OP_RAILS = JSON.stringify({
   sandbox: {
@@ -150,8 +174,9 @@ async function main(): Promise<void> {
     await admin.query('GRANT symphony_executor TO bench_relayer');
 
     console.error('relay');
-    for (const batched of [false, true]) {
-      const name = batched ? 'bench_relay_batched' : 'bench_relay_single';
+    for (const mode of RELAY_MODES) {
+      const { batched, concurrency, claimBatch } = mode;
+      const name = `bench_relay_${mode.key}`;
       const pool = await symphonyDatabase(name);
       await fanOut(
         pool,
@@ -164,26 +189,22 @@ async function main(): Promise<void> {
       url.password = password;
       let runtime: Awaited<ReturnType<typeof startRuntime>> | undefined;
       figures.push(
-        await timed(
-          batched ? 'relay, batched completion' : 'relay, one completion per item',
-          ITEMS,
-          async () => {
-            runtime = await startRuntime(
-              {
-                DATABASE_URL: url.toString(),
-                SYMPHONY_WORKER_ID: name,
-                SYMPHONY_HTTP_PORT: '0',
-                SYMPHONY_CONCURRENCY: String(RELAY_CONCURRENCY),
-                SYMPHONY_BATCH_SIZE: String(RELAY_CLAIM_BATCH),
-                SYMPHONY_COMPLETION_BATCH: String(batched),
-                SYMPHONY_RAILS: NO_OP_RAILS,
-                LOG_LEVEL: 'silent',
-              },
-              createLogger({ level: 'silent', name: 'bench' }),
-            );
-            await waitForEmptyQueue(pool);
-          },
-        ),
+        await timed(mode.label, ITEMS, async () => {
+          runtime = await startRuntime(
+            {
+              DATABASE_URL: url.toString(),
+              SYMPHONY_WORKER_ID: name,
+              SYMPHONY_HTTP_PORT: '0',
+              SYMPHONY_CONCURRENCY: String(concurrency),
+              SYMPHONY_BATCH_SIZE: String(claimBatch),
+              SYMPHONY_COMPLETION_BATCH: String(batched),
+              SYMPHONY_RAILS: NO_OP_RAILS,
+              LOG_LEVEL: 'silent',
+            },
+            createLogger({ level: 'silent', name: 'bench' }),
+          );
+          await waitForEmptyQueue(pool);
+        }),
       );
       await runtime?.stop();
       await assertAllDispatched(pool, ITEMS);
@@ -310,13 +331,18 @@ function printTable(figures: Figure[]): void {
         `graphile-worker defaults, concurrency ${PEER_CONCURRENCY}`,
       ],
       [
+        'relay at defaults / graphile-worker defaults (both 16 at once)',
+        'relay, batched completion, default 16 slots / claim 32',
+        `graphile-worker defaults, concurrency ${PEER_CONCURRENCY}`,
+      ],
+      [
         'relay batched / graphile-worker batching',
         'relay, batched completion',
         `graphile-worker batching, concurrency ${PEER_CONCURRENCY}`,
       ],
     ].map(([label, over, under]) => `| ${label} | ${(rate(over!) / rate(under!)).toFixed(2)}x |`),
     '',
-    `relayer: SYMPHONY_CONCURRENCY=${RELAY_CONCURRENCY} SYMPHONY_BATCH_SIZE=${RELAY_CLAIM_BATCH}, sandbox rail latency 0; ` +
+    `relayer (unless "default"): SYMPHONY_CONCURRENCY=${RELAY_CONCURRENCY} SYMPHONY_BATCH_SIZE=${RELAY_CLAIM_BATCH}, sandbox rail latency 0; ` +
       `enqueue: ${ENQUEUE_CONNECTIONS} connections; node ${process.version}`,
   ];
   console.log(lines.join('\n'));

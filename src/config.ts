@@ -191,7 +191,7 @@ const SETTINGS = {
   SYMPHONY_COMPLETION_BATCH: setting(
     boolean,
     'true',
-    'Record outcomes in batches: buffered for a few milliseconds, then one transaction per batch; false records each outcome in its own transaction.',
+    'Group commit of outcomes: outcomes that arrive while a batch is being recorded go together in the next transaction (a lone outcome never waits); false records each outcome in its own transaction.',
   ),
   SYMPHONY_SHUTDOWN_GRACE_MS: setting(
     integer(0, 600_000),

@@ -23,7 +23,6 @@ const OUTCOME_LABEL: Record<CompletionState, 'dispatched' | 'retryable' | 'faile
  * (transient errors only: a refused value is refused again). */
 const RECORD_RETRY_DELAYS_MS = [100, 500, 2_000];
 
-export const DEFAULT_FLUSH_INTERVAL_MS = 5;
 export const DEFAULT_MAX_BATCH = 256;
 
 export interface CompleterOptions {
@@ -39,9 +38,7 @@ export interface CompleterOptions {
    * Default true; false records every outcome in its own transaction.
    */
   batch?: boolean;
-  /** How long the first buffered outcome waits for company before the buffer is flushed. */
-  flushIntervalMs?: number;
-  /** A buffer this full is flushed at once. */
+  /** Most outcomes recorded in one transaction. */
   maxBatch?: number;
 }
 
@@ -60,20 +57,20 @@ interface BufferedOutcome {
  * count it and move on — retrying would only be refused again.
  *
  * Batching: every commit costs a WAL flush, so recording outcomes one transaction each caps
- * throughput (SPEC §4). Outcomes are buffered for at most flushIntervalMs (or until
- * maxBatch are waiting) and recorded together; complete() still resolves only once its
- * own outcome has been recorded (or given up on), so a dispatch slot is held until then.
+ * throughput (SPEC §4). Group commit without a timer: an outcome that finds no batch in
+ * flight is recorded at once; outcomes arriving while a batch is in flight wait for it and
+ * then go together (up to maxBatch). A lone outcome never waits, and under load batches
+ * grow by themselves. complete() still resolves only once its own outcome has been
+ * recorded (or given up on), so a dispatch slot is held until then.
  */
 export class Completer {
   private readonly batching: boolean;
-  private readonly flushIntervalMs: number;
   private readonly maxBatch: number;
   private buffer: BufferedOutcome[] = [];
-  private flushTimer: NodeJS.Timeout | undefined;
+  private flushing = false;
 
   constructor(private readonly options: CompleterOptions) {
     this.batching = options.batch ?? true;
-    this.flushIntervalMs = options.flushIntervalMs ?? DEFAULT_FLUSH_INTERVAL_MS;
     this.maxBatch = options.maxBatch ?? DEFAULT_MAX_BATCH;
     if (!Number.isInteger(this.maxBatch) || this.maxBatch < 1) {
       throw new Error(`Completer maxBatch must be a positive integer, got ${this.maxBatch}`);
@@ -86,8 +83,7 @@ export class Completer {
     if (!this.batching) return this.completeOne(item, outcome, completion);
     return new Promise<void>((done) => {
       this.buffer.push({ item, outcome, completion, done });
-      if (this.buffer.length >= this.maxBatch) this.flush();
-      else this.flushTimer ??= setTimeout(() => this.flush(), this.flushIntervalMs);
+      if (!this.flushing) void this.flush();
     });
   }
 
@@ -114,11 +110,13 @@ export class Completer {
     };
   }
 
-  private flush(): void {
-    clearTimeout(this.flushTimer);
-    this.flushTimer = undefined;
-    while (this.buffer.length > 0) {
-      void this.recordBatch(this.buffer.splice(0, this.maxBatch));
+  /** One batch in flight at a time; whatever queued up meanwhile is the next batch. */
+  private async flush(): Promise<void> {
+    this.flushing = true;
+    try {
+      while (this.buffer.length > 0) await this.recordBatch(this.buffer.splice(0, this.maxBatch));
+    } finally {
+      this.flushing = false;
     }
   }
 

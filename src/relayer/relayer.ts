@@ -63,9 +63,12 @@ export class Relayer {
   /** The last claim came back full or stopped for lack of slots: more work is likely waiting. */
   private backlog = false;
   private databaseReachable = true;
+  /** Free slots that make a claim worth its round trip while a backlog remains. */
+  private readonly refillAt: number;
 
   constructor(private readonly options: RelayerOptions) {
     const { logger, metrics } = options;
+    this.refillAt = Math.max(1, Math.floor(Math.min(options.batchSize, options.concurrency) / 2));
     const completer = new Completer({
       pool: options.pool,
       workerId: options.workerId,
@@ -83,8 +86,10 @@ export class Relayer {
       completer,
       logger,
       metrics,
+      // Under a backlog, refill when half a claim's worth of slots is free rather than on
+      // every freed slot: a claim per finished item would cost a round trip per item.
       onSlotFreed: () => {
-        if (this.backlog) this.wake('drain');
+        if (this.backlog && this.dispatcher.freeSlots() >= this.refillAt) this.wake('drain');
       },
     });
     this.wakeup = new Wakeup({
@@ -172,14 +177,15 @@ export class Relayer {
     return { ready: checks.every((check) => check.ok), checks };
   }
 
+  /** Starts a claim pump, or asks the running one to go round again (counted once, then). */
   private wake(source: WakeupSource): void {
     if (this.state !== 'running') return;
-    this.options.metrics.wakeup(source);
     this.options.metrics.tick();
     if (this.pumping) {
       this.pumpRequested = true;
       return;
     }
+    this.options.metrics.wakeup(source);
     this.pumping = this.pump().finally(() => {
       this.pumping = undefined;
       if (this.pumpRequested && this.state === 'running') this.wake('drain');
