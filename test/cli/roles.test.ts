@@ -1,0 +1,65 @@
+import pg from 'pg';
+import { describe, expect, it } from 'vitest';
+import { runCli } from '../support/cli.ts';
+import { freshDatabase } from '../support/database.ts';
+import { expectSqlState } from '../support/sqlstate.ts';
+import { withCredentials } from '../support/urls.ts';
+
+const PASSWORD = 'a-long-enough-test-password';
+
+describe('symphony-relay roles create-login', () => {
+  it('creates a NOINHERIT login that can only act as the runtime role, never printing the password', async () => {
+    const db = await freshDatabase();
+    const name = `relay_${process.pid}`;
+    const created = await runCli(['roles', 'create-login', '--name', name], {
+      DATABASE_URL: db.ownerUrl,
+      SYMPHONY_LOGIN_PASSWORD: PASSWORD,
+    });
+    expect(created.code, created.stderr).toBe(0);
+    expect(created.stdout).toContain(
+      `created login role ${name}; it can act only as symphony_executor`,
+    );
+    expect(created.stdout + created.stderr).not.toContain(PASSWORD);
+
+    const login = new pg.Client({ connectionString: withCredentials(db.ownerUrl, name, PASSWORD) });
+    await login.connect();
+    try {
+      // Without SET ROLE the login itself holds nothing: NOINHERIT and a membership WITH INHERIT FALSE.
+      await expectSqlState(
+        login.query('SELECT * FROM public.claim_outbox_batch(1, $1, 30)', ['w']),
+        '42501',
+      );
+      await login.query('SET ROLE symphony_executor');
+      const claimed = await login.query('SELECT * FROM public.claim_outbox_batch(1, $1, 30)', [
+        'w',
+      ]);
+      expect(claimed.rowCount).toBe(0);
+    } finally {
+      await login.end();
+      await db.owner.query(`DROP ROLE ${name}`);
+    }
+  });
+
+  it('re-keys an existing login (safe to re-run) and refuses a reserved or invalid name', async () => {
+    const db = await freshDatabase();
+    const name = `rekey_${process.pid}`;
+    const env = { DATABASE_URL: db.ownerUrl, SYMPHONY_LOGIN_PASSWORD: PASSWORD };
+    expect((await runCli(['roles', 'create-login', '--name', name], env)).code).toBe(0);
+    const again = await runCli(['roles', 'create-login', '--name', name], env);
+    expect(again.stdout).toContain(`updated login role ${name}`);
+    await db.owner.query(`DROP ROLE ${name}`);
+
+    const reserved = await runCli(['roles', 'create-login', '--name', 'symphony_sneaky'], env);
+    expect(reserved.code).not.toBe(0);
+    expect(reserved.stderr).toMatch(/login role name "symphony_sneaky" is invalid/);
+  });
+
+  it('requires the password in SYMPHONY_LOGIN_PASSWORD', async () => {
+    const db = await freshDatabase();
+    const result = await runCli(['roles', 'create-login', '--name', 'nopass'], {
+      DATABASE_URL: db.ownerUrl,
+    });
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toMatch(/SYMPHONY_LOGIN_PASSWORD is not set/);
+  });
+});
