@@ -57,6 +57,7 @@ export async function startRuntime(
     throw error;
   }
   const metrics = new RelayerMetrics({ poolStats: () => pool });
+  metrics.initialiseSeries(rails.railTypes());
   const relayer = new Relayer({
     pool,
     listenConnectionString: config.pollOnly ? null : databaseUrl,

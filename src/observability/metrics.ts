@@ -3,11 +3,19 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { QueueStats } from '../db/outbox.ts';
 
 /** How a dispatch ended, as recorded through `complete_outbox_attempt`. */
-export type DispatchOutcome = 'dispatched' | 'retryable' | 'failed';
+export const DISPATCH_OUTCOMES = ['dispatched', 'retryable', 'failed'] as const;
+export type DispatchOutcome = (typeof DISPATCH_OUTCOMES)[number];
 
 /** Why the worker loop woke up and tried to claim. */
-export type WakeupSource =
-  'notify' | 'poll' | 'scheduled_retry' | 'drain' | 'reconnect' | 'startup';
+export const WAKEUP_SOURCES = [
+  'notify',
+  'poll',
+  'scheduled_retry',
+  'drain',
+  'reconnect',
+  'startup',
+] as const;
+export type WakeupSource = (typeof WAKEUP_SOURCES)[number];
 
 /** The counters `pg.Pool` exposes; a getter is read at scrape time, so the values are never stale. */
 export interface PoolStats {
@@ -198,6 +206,19 @@ export class RelayerMetrics {
       labelNames: ['version'],
       registers,
     }).set({ version: options.version ?? packageVersion() }, 1);
+  }
+
+  /**
+   * Exports zero-valued series for every configured rail and wake-up source, so rate()
+   * queries and ratio alerts have a baseline before the first event instead of no series.
+   */
+  initialiseSeries(rails: readonly string[]): void {
+    for (const rail of rails) {
+      this.itemsClaimed.inc({ rail }, 0);
+      this.leasesLost.inc({ rail }, 0);
+      for (const outcome of DISPATCH_OUTCOMES) this.itemsCompleted.inc({ rail, outcome }, 0);
+    }
+    for (const source of WAKEUP_SOURCES) this.wakeups.inc({ source }, 0);
   }
 
   claimed(rail: string, count: number): void {

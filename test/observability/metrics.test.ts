@@ -151,6 +151,22 @@ describe('RelayerMetrics', () => {
     expect(series.get('symphony_relay_listener_connected')).toBe(0);
   });
 
+  it('exports zero-valued series for every configured rail before the first event', async () => {
+    const metrics = new RelayerMetrics();
+    metrics.initialiseSeries(['bank', 'momo']);
+    const series = samples(await metrics.text());
+    for (const rail of ['bank', 'momo']) {
+      expect(series.get(`symphony_relay_items_claimed_total{rail="${rail}"}`)).toBe(0);
+      expect(series.get(`symphony_relay_lease_lost_total{rail="${rail}"}`)).toBe(0);
+      for (const outcome of ['dispatched', 'retryable', 'failed']) {
+        expect(
+          series.get(`symphony_relay_items_completed_total{rail="${rail}",outcome="${outcome}"}`),
+        ).toBe(0);
+      }
+    }
+    expect(series.get('symphony_relay_wakeups_total{source="notify"}')).toBe(0);
+  });
+
   it('defaults build_info to the package version', async () => {
     const { default: manifest } = await import('../../package.json', { with: { type: 'json' } });
     const series = samples(await new RelayerMetrics().text());

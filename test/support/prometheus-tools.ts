@@ -1,5 +1,9 @@
 import { fileURLToPath } from 'node:url';
-import { RelayerMetrics, type RelayerMetricsOptions } from '../../src/observability/metrics.ts';
+import {
+  RelayerMetrics,
+  WAKEUP_SOURCES,
+  type RelayerMetricsOptions,
+} from '../../src/observability/metrics.ts';
 import { runBinary, type BinaryRequirement, type RunResult } from './processes.ts';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -36,16 +40,7 @@ export function populatedRelayerMetrics(options: RelayerMetricsOptions = {}): Re
   metrics.completed('http', 'retryable', 2.5);
   metrics.completed('http', 'failed', 0.01);
   metrics.leaseLost('http');
-  for (const source of [
-    'notify',
-    'poll',
-    'scheduled_retry',
-    'drain',
-    'reconnect',
-    'startup',
-  ] as const) {
-    metrics.wakeup(source);
-  }
+  for (const source of WAKEUP_SOURCES) metrics.wakeup(source);
   metrics.setSlots(2, 14);
   metrics.repaired(1);
   metrics.released(2);
