@@ -1,5 +1,4 @@
-import type pg from 'pg';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   claimOutboxBatch,
   completeOutboxAttempt,
@@ -9,15 +8,12 @@ import {
   type Completion,
   type CompletionState,
 } from '../../src/db/outbox.ts';
-import { freshDatabase } from '../support/database.ts';
 import { backendPid, waitUntilBlockedOnLock } from '../support/lock-waits.ts';
 import {
-  closeAll,
-  connectMany,
-  emptyQueue,
   enqueueAndClaim,
   expireLeases,
   makeDue,
+  outboxTestBed,
   readAttempts,
   readPending,
   secondsBetween,
@@ -26,28 +22,11 @@ import {
 import { connectAsEach, RUNTIME_ROLES } from '../support/role-boundaries.ts';
 import { expectSqlState } from '../support/sqlstate.ts';
 
-const db = await freshDatabase();
+const { db, client } = await outboxTestBed({ connections: 4, emptyQueueBeforeEach: true });
 const WORKER = 'batcher';
 const NO_TOKEN = '00000000-0000-7000-8000-000000000000';
-let clients: pg.Client[] = [];
 const roles = RUNTIME_ROLES.filter((role) => role !== 'symphony_executor');
 const as = await connectAsEach(db, RUNTIME_ROLES);
-
-beforeAll(async () => {
-  clients = await connectMany(db, 4);
-});
-afterAll(async () => {
-  await closeAll(clients);
-});
-beforeEach(async () => {
-  await emptyQueue(db.owner);
-});
-
-function client(index: number): pg.Client {
-  const found = clients[index];
-  if (!found) throw new Error(`no client ${index}`);
-  return found;
-}
 
 function dispatched(item: ClaimedItem, overrides: Partial<Completion> = {}): Completion {
   return {

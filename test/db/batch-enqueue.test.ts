@@ -1,5 +1,4 @@
-import type pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   claimOutboxBatch,
   completeOutboxAttempt,
@@ -7,21 +6,12 @@ import {
   enqueuePaymentOutboxBatch,
   type EnqueueRequest,
 } from '../../src/db/outbox.ts';
-import { freshDatabase } from '../support/database.ts';
-import { closeAll, connectMany, uniquePrefix } from '../support/outbox-fixtures.ts';
+import { outboxTestBed, uniquePrefix } from '../support/outbox-fixtures.ts';
 import { connectAsEach, RUNTIME_ROLES } from '../support/role-boundaries.ts';
 import { expectSqlState } from '../support/sqlstate.ts';
 
-const db = await freshDatabase();
+const { db, clients } = await outboxTestBed({ connections: 8 });
 const as = await connectAsEach(db, RUNTIME_ROLES);
-let clients: pg.Client[] = [];
-
-beforeAll(async () => {
-  clients = await connectMany(db, 8);
-});
-afterAll(async () => {
-  await closeAll(clients);
-});
 
 function request(
   prefix: string,

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type pg from 'pg';
 import {
   claimOutboxBatch,
@@ -7,32 +7,18 @@ import {
   type ClaimedItem,
 } from '../../src/db/outbox.ts';
 import { LeaseLostError } from '../../src/db/errors.ts';
-import { freshDatabase } from '../support/database.ts';
 import {
-  closeAll,
-  connectMany,
-  emptyQueue,
   enqueueAndClaim,
   enqueueItems,
   expireLeases,
   makeDue,
+  outboxTestBed,
   readAttempts,
   readPending,
 } from '../support/outbox-fixtures.ts';
 import { expectSqlState } from '../support/sqlstate.ts';
 
-const db = await freshDatabase();
-let clients: pg.Client[] = [];
-
-beforeAll(async () => {
-  clients = await connectMany(db, 8);
-});
-afterAll(async () => {
-  await closeAll(clients);
-});
-beforeEach(async () => {
-  await emptyQueue(db.owner);
-});
+const { db, clients } = await outboxTestBed({ connections: 8, emptyQueueBeforeEach: true });
 
 async function drain(client: pg.Client, workerId: string): Promise<ClaimedItem[]> {
   const claimed: ClaimedItem[] = [];

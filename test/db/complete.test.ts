@@ -1,13 +1,11 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type pg from 'pg';
+import { describe, expect, it } from 'vitest';
 import { LeaseLostError } from '../../src/db/errors.ts';
 import { claimOutboxBatch, completeOutboxAttempt, type ClaimedItem } from '../../src/db/outbox.ts';
-import { freshDatabase } from '../support/database.ts';
 import {
-  emptyQueue,
   enqueueAndClaim,
   expireLeases,
   makeDue,
+  outboxTestBed,
   readAttempts,
   readPending,
   secondsBetween,
@@ -15,20 +13,10 @@ import {
 } from '../support/outbox-fixtures.ts';
 import { expectSqlState } from '../support/sqlstate.ts';
 
-const db = await freshDatabase();
+const { db, client } = await outboxTestBed({ connections: 1, emptyQueueBeforeEach: true });
 const WORKER = 'completer';
 /** A dedicated connection whose session settings (the retry ceiling GUC) tests may change. */
-let session: pg.Client;
-
-beforeAll(async () => {
-  session = await db.connect();
-});
-afterAll(async () => {
-  await session.end();
-});
-beforeEach(async () => {
-  await emptyQueue(db.owner);
-});
+const session = client(0);
 
 async function claimOne(): Promise<ClaimedItem> {
   const [item] = await enqueueAndClaim(db.owner, 1, { workerId: WORKER });

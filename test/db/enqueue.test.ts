@@ -1,24 +1,14 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   claimOutboxBatch,
   completeOutboxAttempt,
   enqueuePaymentOutbox,
   type EnqueueRequest,
 } from '../../src/db/outbox.ts';
-import { freshDatabase } from '../support/database.ts';
-import { closeAll, connectMany, uniquePrefix } from '../support/outbox-fixtures.ts';
+import { outboxTestBed, uniquePrefix } from '../support/outbox-fixtures.ts';
 import { expectSqlState } from '../support/sqlstate.ts';
-import type pg from 'pg';
 
-const db = await freshDatabase();
-let clients: pg.Client[] = [];
-
-beforeAll(async () => {
-  clients = await connectMany(db, 8);
-});
-afterAll(async () => {
-  await closeAll(clients);
-});
+const { db, clients } = await outboxTestBed({ connections: 8 });
 
 function request(prefix: string, overrides: Partial<EnqueueRequest> = {}): EnqueueRequest {
   return {

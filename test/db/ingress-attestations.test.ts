@@ -1,19 +1,13 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Queryable } from '../../src/db/pool.ts';
 import { describe, expect, it } from 'vitest';
 import { freshDatabase } from '../support/database.ts';
-import { connectAsEach } from '../support/role-boundaries.ts';
+import { backendPid, waitUntilBlockedOnLock } from '../support/lock-waits.ts';
+import { connectAsEach, RUNTIME_ROLES } from '../support/role-boundaries.ts';
 import { expectSqlState } from '../support/sqlstate.ts';
 
 const db = await freshDatabase();
-const as = await connectAsEach(db, [
-  'symphony_ingest',
-  'symphony_executor',
-  'symphony_control',
-  'symphony_readonly',
-  'symphony_auditor',
-]);
+const as = await connectAsEach(db, RUNTIME_ROLES);
 
 const PAYLOAD_SHA256 = createHash('sha256').update('{"amount":100}').digest('hex');
 const FINGERPRINT = createHash('sha256').update('client certificate DER').digest('hex');
@@ -98,17 +92,6 @@ function expectLinearChain(chain: Awaited<ReturnType<typeof verifyStream>>, leng
   });
 }
 
-async function waitUntilBlockedOnLock(pid: number) {
-  for (;;) {
-    const { rows } = await db.owner.query(
-      "SELECT 1 FROM pg_catalog.pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'",
-      [pid],
-    );
-    if (rows.length > 0) return;
-    await sleep(10);
-  }
-}
-
 describe('ingress attestation hash chain', () => {
   it('INV-ATT-HASH-CHAIN: each record links to the previous record_hash of its stream, and the hash is recomputable', async () => {
     const stream = newStream();
@@ -155,11 +138,10 @@ describe('ingress attestation hash chain', () => {
       await second.query('BEGIN');
       await insertDirect(first, stream, head.record_hash);
       // The second writer read the same head; its insert waits on the stream lock...
-      const pid = (await second.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!
-        .pid;
+      const pid = await backendPid(second);
       const secondInsert = insertDirect(second, stream, head.record_hash);
       const refused = expectSqlState(secondInsert, 'P7301');
-      await waitUntilBlockedOnLock(pid);
+      await waitUntilBlockedOnLock(db.owner, pid);
       // ...and once the first commits, the head it named is no longer the head.
       await first.query('COMMIT');
       await refused;

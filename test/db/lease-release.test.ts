@@ -1,31 +1,19 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type pg from 'pg';
+import { describe, expect, it } from 'vitest';
 import { claimOutboxBatch, releaseOutboxLeases } from '../../src/db/outbox.ts';
-import { freshDatabase } from '../support/database.ts';
 import {
-  emptyQueue,
   enqueueAndClaim,
   expireLeases,
+  outboxTestBed,
   readAttempts,
   readPending,
 } from '../support/outbox-fixtures.ts';
+import { connectAs } from '../support/role-boundaries.ts';
 import { expectSqlState } from '../support/sqlstate.ts';
 
-const db = await freshDatabase();
+const { db } = await outboxTestBed({ emptyQueueBeforeEach: true });
 const WORKER = 'leaving-worker';
-let executor: pg.Client;
-let ingest: pg.Client;
-
-beforeAll(async () => {
-  executor = await (await db.createLoginRole(['symphony_executor'])).connect('symphony_executor');
-  ingest = await (await db.createLoginRole(['symphony_ingest'])).connect('symphony_ingest');
-});
-afterAll(async () => {
-  await Promise.all([executor.end(), ingest.end()]);
-});
-beforeEach(async () => {
-  await emptyQueue(db.owner);
-});
+const executor = await connectAs(db, 'symphony_executor');
+const ingest = await connectAs(db, 'symphony_ingest');
 
 describe('release_outbox_leases', () => {
   it('INV-RELEASE-FENCED: releases only rows leased to this worker with the given token, and appends no attempt', async () => {

@@ -1,30 +1,20 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import type pg from 'pg';
 import { enqueuePaymentOutbox, releaseOutboxLeases } from '../../src/db/outbox.ts';
-import { freshDatabase } from '../support/database.ts';
 import { NotificationRecorder } from '../support/notification-recorder.ts';
 import {
-  closeAll,
-  connectMany,
   enqueueAndClaim,
   enqueueItems,
+  outboxTestBed,
   uniquePrefix,
 } from '../support/outbox-fixtures.ts';
 
 const CHANNEL = 'outbox_pending';
-const db = await freshDatabase();
-let listener: pg.Client;
-let writer: pg.Client;
-let prober: pg.Client;
-let recorder: NotificationRecorder;
+const bed = await outboxTestBed({ connections: 3 });
+const db = bed.db;
+const [listener, writer, prober] = [bed.client(0), bed.client(1), bed.client(2)];
+const recorder = await NotificationRecorder.listen(listener, CHANNEL);
 
-beforeAll(async () => {
-  [listener, writer, prober] = (await connectMany(db, 3)) as [pg.Client, pg.Client, pg.Client];
-  recorder = await NotificationRecorder.listen(listener, CHANNEL);
-});
-afterAll(async () => {
-  await closeAll([listener, writer, prober]);
-});
 beforeEach(async () => {
   await recorder.sync(prober);
   recorder.clear();

@@ -1,31 +1,18 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type pg from 'pg';
+import { describe, expect, it } from 'vitest';
 import { outboxNextAttemptAt, outboxQueueStats } from '../../src/db/outbox.ts';
-import { freshDatabase } from '../support/database.ts';
 import {
-  emptyQueue,
   enqueueAndClaim,
   enqueueItems,
   expireLeases,
+  outboxTestBed,
 } from '../support/outbox-fixtures.ts';
+import { connectAs } from '../support/role-boundaries.ts';
 import { expectSqlState } from '../support/sqlstate.ts';
 
-const db = await freshDatabase();
-let executor: pg.Client;
-let readonly: pg.Client;
-let ingest: pg.Client;
-
-beforeAll(async () => {
-  executor = await (await db.createLoginRole(['symphony_executor'])).connect('symphony_executor');
-  readonly = await (await db.createLoginRole(['symphony_readonly'])).connect('symphony_readonly');
-  ingest = await (await db.createLoginRole(['symphony_ingest'])).connect('symphony_ingest');
-});
-afterAll(async () => {
-  await Promise.all([executor.end(), readonly.end(), ingest.end()]);
-});
-beforeEach(async () => {
-  await emptyQueue(db.owner);
-});
+const { db } = await outboxTestBed({ emptyQueueBeforeEach: true });
+const executor = await connectAs(db, 'symphony_executor');
+const readonly = await connectAs(db, 'symphony_readonly');
+const ingest = await connectAs(db, 'symphony_ingest');
 
 /** Schedules unleased items relative to the database clock (negative = due that long ago). */
 async function scheduleAt(outboxId: string, secondsFromNow: number): Promise<void> {

@@ -1,19 +1,15 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type pg from 'pg';
+import { describe, expect, it } from 'vitest';
 import {
   claimOutboxBatch,
   completeOutboxAttempt,
   enqueuePaymentOutbox,
   repairExpiredLeases,
 } from '../../src/db/outbox.ts';
-import { freshDatabase } from '../support/database.ts';
 import {
-  closeAll,
-  connectMany,
-  emptyQueue,
   enqueueAndClaim,
   enqueueItems,
   expireLeases,
+  outboxTestBed,
   readAttempts,
   readPending,
   secondsBetween,
@@ -21,18 +17,7 @@ import {
 } from '../support/outbox-fixtures.ts';
 import { expectSqlState } from '../support/sqlstate.ts';
 
-const db = await freshDatabase();
-let clients: pg.Client[] = [];
-
-beforeAll(async () => {
-  clients = await connectMany(db, 4);
-});
-afterAll(async () => {
-  await closeAll(clients);
-});
-beforeEach(async () => {
-  await emptyQueue(db.owner);
-});
+const { db, clients } = await outboxTestBed({ connections: 4, emptyQueueBeforeEach: true });
 
 describe('repair_expired_leases', () => {
   it('INV-REPAIR-EXPIRED-ONLY: only expired leases are requeued, each with one ZOMBIE_REQUEUE attempt', async () => {

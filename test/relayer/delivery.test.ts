@@ -1,13 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Runtime } from '../../src/cli/runtime.ts';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { enqueueItems } from '../support/outbox-fixtures.ts';
 import { waitUntil } from '../support/processes.ts';
-import { startRailServer, type RailServer } from '../support/rail-server.ts';
+import type { RailServer } from '../support/rail-server.ts';
 import {
   attemptsOf,
-  httpRails,
-  relayerDatabase,
-  startRelayer,
+  startRelayerOnHttpRail,
   waitForAllTerminal,
   type RelayerDatabase,
 } from '../support/relayer.ts';
@@ -15,24 +12,15 @@ import {
 describe('delivery through the http rail', () => {
   let target: RelayerDatabase;
   let rail: RailServer;
-  let relayer: Runtime;
 
   beforeAll(async () => {
-    target = await relayerDatabase();
-    rail = await startRailServer();
-    relayer = await startRelayer(
-      target.env({
-        SYMPHONY_RAILS: httpRails(rail.url),
-        SYMPHONY_CONCURRENCY: '32',
-        SYMPHONY_DISPATCH_TIMEOUT_MS: '1000',
-        SYMPHONY_LEASE_SECONDS: '10',
-      }),
-    );
-  });
-
-  afterAll(async () => {
-    await relayer?.stop();
-    await rail?.close();
+    const started = await startRelayerOnHttpRail({
+      SYMPHONY_CONCURRENCY: '32',
+      SYMPHONY_DISPATCH_TIMEOUT_MS: '1000',
+      SYMPHONY_LEASE_SECONDS: '10',
+    });
+    ({ target, rail } = started);
+    return started.stop;
   });
 
   it('delivers 500 items, each once with its idempotency key, one DISPATCHED attempt each', async () => {
@@ -124,13 +112,12 @@ describe('delivery through the http rail', () => {
 
 describe('retry ceiling', () => {
   it('ends an item FAILED when the rail keeps answering RETRYABLE', async () => {
-    const target = await relayerDatabase();
-    await target.db.owner.query(
-      `ALTER DATABASE ${target.db.name} SET symphony.outbox_retry_ceiling = '3'`,
-    );
-    const rail = await startRailServer();
-    rail.setDefault({ status: 503, headers: { 'retry-after': '0' } });
-    const relayer = await startRelayer(target.env({ SYMPHONY_RAILS: httpRails(rail.url) }));
+    const { target, rail, stop } = await startRelayerOnHttpRail({}, async ({ target, rail }) => {
+      await target.db.owner.query(
+        `ALTER DATABASE ${target.db.name} SET symphony.outbox_retry_ceiling = '3'`,
+      );
+      rail.setDefault({ status: 503, headers: { 'retry-after': '0' } });
+    });
     try {
       const [id] = await enqueueItems(target.db.owner, 1, { prefix: 'ceiling', railType: 'bank' });
       await waitForAllTerminal(target.db, 1);
@@ -141,8 +128,7 @@ describe('retry ceiling', () => {
       ]);
       expect(rail.requests).toHaveLength(3);
     } finally {
-      await relayer.stop();
-      await rail.close();
+      await stop();
     }
   });
 });

@@ -1,13 +1,11 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { Runtime } from '../../src/cli/runtime.ts';
 import { enqueueItems } from '../support/outbox-fixtures.ts';
 import { waitUntil } from '../support/processes.ts';
-import { startRailServer, type RailServer } from '../support/rail-server.ts';
+import type { RailServer } from '../support/rail-server.ts';
 import {
   attemptsOf,
-  httpRails,
-  relayerDatabase,
-  startRelayer,
+  startRelayerOnHttpRail,
   waitForAllTerminal,
   type RelayerDatabase,
 } from '../support/relayer.ts';
@@ -26,20 +24,12 @@ describe('wake-ups without the poll timer', () => {
   let relayer: Runtime;
 
   beforeAll(async () => {
-    target = await relayerDatabase();
-    rail = await startRailServer();
-    relayer = await startRelayer(
-      target.env({
-        SYMPHONY_RAILS: httpRails(rail.url),
-        SYMPHONY_POLL_INTERVAL_MS: TEN_MINUTES_MS,
-        SYMPHONY_REPAIR_INTERVAL_MS: TEN_MINUTES_MS,
-      }),
-    );
-  });
-
-  afterAll(async () => {
-    await relayer?.stop();
-    await rail?.close();
+    const started = await startRelayerOnHttpRail({
+      SYMPHONY_POLL_INTERVAL_MS: TEN_MINUTES_MS,
+      SYMPHONY_REPAIR_INTERVAL_MS: TEN_MINUTES_MS,
+    });
+    ({ target, rail, relayer } = started);
+    return started.stop;
   });
 
   it('picks up items enqueued after start through NOTIFY alone', async () => {
@@ -83,15 +73,10 @@ describe('wake-ups without the poll timer', () => {
 
 describe('poll-only mode (for transaction-pooling PgBouncer)', () => {
   it('opens no LISTEN connection, is ready, and still delivers by polling', async () => {
-    const target = await relayerDatabase();
-    const rail = await startRailServer();
-    const relayer = await startRelayer(
-      target.env({
-        SYMPHONY_RAILS: httpRails(rail.url),
-        SYMPHONY_POLL_ONLY: 'true',
-        SYMPHONY_POLL_INTERVAL_MS: '200',
-      }),
-    );
+    const { target, relayer, stop } = await startRelayerOnHttpRail({
+      SYMPHONY_POLL_ONLY: 'true',
+      SYMPHONY_POLL_INTERVAL_MS: '200',
+    });
     try {
       await enqueueItems(target.db.owner, 10, { prefix: 'poll-only', railType: 'bank' });
       await waitForAllTerminal(target.db, 10);
@@ -103,8 +88,7 @@ describe('poll-only mode (for transaction-pooling PgBouncer)', () => {
       expect(relayer.relayer.readiness()).toMatchObject({ ready: true });
       expect(await metricValue(relayer, 'symphony_relay_listener_connected')).toBe(0);
     } finally {
-      await relayer.stop();
-      await rail.close();
+      await stop();
     }
   });
 });

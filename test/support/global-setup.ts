@@ -32,6 +32,32 @@ export default async function setup(project: TestProject) {
   await migrate(withDatabaseName(server.adminUrl, TEMPLATE_DATABASE));
   project.provide('postgresAdminUrl', server.adminUrl);
   return async () => {
+    await dropTestObjects(server.adminUrl);
     await server.stop();
   };
+}
+
+/**
+ * Each test file drops its own database and login roles; this sweep catches the ones a
+ * failed or interrupted file left behind, which matters on a long-lived TEST_DATABASE_URL
+ * server (roles are cluster-wide). Only the suite's own names are touched.
+ */
+async function dropTestObjects(adminUrl: string): Promise<void> {
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  try {
+    const databases = await admin.query<{ name: string }>(
+      `SELECT datname AS name FROM pg_database WHERE datname ~ '^t_[0-9]+_[0-9a-f]{8}$' OR datname = $1`,
+      [TEMPLATE_DATABASE],
+    );
+    for (const { name } of databases.rows) {
+      await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    }
+    const roles = await admin.query<{ name: string }>(
+      `SELECT rolname AS name FROM pg_roles WHERE rolname ~ '^login_[0-9]+_[0-9a-f]{8}$'`,
+    );
+    for (const { name } of roles.rows) await admin.query(`DROP ROLE IF EXISTS ${name}`);
+  } finally {
+    await admin.end();
+  }
 }

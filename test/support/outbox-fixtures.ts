@@ -4,9 +4,10 @@
  * does goes through src/db/outbox.ts.
  */
 import type pg from 'pg';
+import { afterAll, beforeEach } from 'vitest';
 import { claimOutboxBatch, type ClaimedItem } from '../../src/db/outbox.ts';
 import type { Queryable } from '../../src/db/pool.ts';
-import type { TestDatabase } from './database.ts';
+import { freshDatabase, type TestDatabase } from './database.ts';
 
 export interface AttemptRow {
   outbox_id: string;
@@ -171,6 +172,41 @@ export async function connectMany(db: TestDatabase, count: number): Promise<pg.C
 
 export async function closeAll(clients: readonly pg.Client[]): Promise<void> {
   await Promise.all(clients.map((client) => client.end()));
+}
+
+export interface OutboxTestBed {
+  db: TestDatabase;
+  /** Owner connections, open for the whole file, for proofs that need real concurrency. */
+  clients: readonly pg.Client[];
+  /** `clients[index]`, failing loudly when the bed was set up with fewer connections. */
+  client(index: number): pg.Client;
+}
+
+/**
+ * The setup the outbox proofs share: the file's own database, `connections` owner clients
+ * closed after the file, and (when asked) an empty queue before every test so counts and
+ * "nothing else is due" assumptions hold. Call it once at the top level of a test file.
+ */
+export async function outboxTestBed(
+  options: { connections?: number; emptyQueueBeforeEach?: boolean } = {},
+): Promise<OutboxTestBed> {
+  const db = await freshDatabase();
+  const clients = await connectMany(db, options.connections ?? 0);
+  afterAll(() => closeAll(clients));
+  if (options.emptyQueueBeforeEach) beforeEach(() => emptyQueue(db.owner));
+  return {
+    db,
+    clients,
+    client(index) {
+      const found = clients[index];
+      if (!found) {
+        throw new Error(
+          `outboxTestBed has ${clients.length} connections, no client ${index}: raise \`connections\``,
+        );
+      }
+      return found;
+    },
+  };
 }
 
 /** Whole seconds between two timestamps the database produced in one transaction. */

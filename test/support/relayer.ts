@@ -5,6 +5,7 @@ import { startRuntime, type Runtime } from '../../src/cli/runtime.ts';
 import { seedPolicy } from '../../src/db/policy.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 import { freshDatabase, type LoginRole, type TestDatabase } from './database.ts';
+import { startRailServer, type RailServer } from './rail-server.ts';
 import { waitUntil } from './processes.ts';
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -49,6 +50,47 @@ export function httpRails(url: string, extra: Record<string, unknown> = {}): str
 /** The relayer in this process, for tests that need its metrics or readiness. */
 export async function startRelayer(env: NodeJS.ProcessEnv): Promise<Runtime> {
   return startRuntime(env, createLogger({ level: 'silent', name: 'test-relayer' }));
+}
+
+export interface RelayerOnHttpRail {
+  target: RelayerDatabase;
+  /** Scripted loopback server behind the http rail named `bank`. */
+  rail: RailServer;
+  relayer: Runtime;
+  /** Stops the relayer, then the rail; usable as a beforeAll teardown. */
+  stop(): Promise<void>;
+}
+
+/**
+ * A relayer database, a scripted rail configured as the http rail `bank`, and an in-process
+ * relayer on both with `settings` on top of the fast test defaults. `prepare` runs before
+ * the relayer starts, for what it must see from its first poll (database settings, rail
+ * answers). Whatever was started is stopped again when a later step fails.
+ */
+export async function startRelayerOnHttpRail(
+  settings: Record<string, string> = {},
+  prepare?: (parts: { target: RelayerDatabase; rail: RailServer }) => Promise<void> | void,
+): Promise<RelayerOnHttpRail> {
+  const target = await relayerDatabase();
+  const rail = await startRailServer();
+  try {
+    await prepare?.({ target, rail });
+    const relayer = await startRelayer(
+      target.env({ SYMPHONY_RAILS: httpRails(rail.url), ...settings }),
+    );
+    return {
+      target,
+      rail,
+      relayer,
+      stop: async () => {
+        await relayer.stop();
+        await rail.close();
+      },
+    };
+  } catch (error) {
+    await rail.close();
+    throw error;
+  }
 }
 
 export interface RelayerProcess {
