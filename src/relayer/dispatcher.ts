@@ -57,9 +57,12 @@ export class Dispatcher {
     this.reportSlots();
   }
 
-  /** Stops starting new dispatches; returns the claimed items that never started. */
+  /**
+   * Stops starting new dispatches; returns the claimed items that never started. Their
+   * queued tasks still run, find themselves no longer waiting and return at once, so every
+   * task promise settles (p-limit's clearQueue would leave them pending forever).
+   */
   takeUnstarted(): ClaimedItem[] {
-    this.limit.clearQueue();
     const unstarted = [...this.waiting.values()];
     this.waiting.clear();
     this.reportSlots();
