@@ -18,6 +18,11 @@ export interface Runtime {
 
 /** Connections beyond the dispatch slots: one claim, one repair, one queue-stats sample. */
 const BACKGROUND_CONNECTIONS = 3;
+/**
+ * Every relayer statement is short (claim, complete, repair, statistics); one running this
+ * long is stuck behind something, and failing it lets the loop retry and /healthz tell.
+ */
+const STATEMENT_TIMEOUT_MS = 30_000;
 /** Completions are short transactions; more connections than this only add contention. */
 const MAX_COMPLETION_CONNECTIONS = 16;
 
@@ -42,6 +47,7 @@ export async function startRuntime(
     applicationName: `symphony-relay ${config.workerId}`,
     max: Math.min(config.concurrency, MAX_COMPLETION_CONNECTIONS) + BACKGROUND_CONNECTIONS,
     actAs: config.dbRole,
+    statementTimeoutMs: STATEMENT_TIMEOUT_MS,
   });
   pool.on('error', (error) =>
     log.error(

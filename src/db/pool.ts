@@ -9,6 +9,8 @@ export interface PoolOptions {
   max: number;
   /** NOLOGIN role every connection switches to before its first query (least privilege). */
   actAs?: string;
+  /** Server-side limit per statement, so a stuck query fails instead of hanging a worker. */
+  statementTimeoutMs?: number;
 }
 
 const ROLE_NAME = /^[a-z_][a-z0-9_]*$/;
@@ -23,6 +25,7 @@ export function createPool(options: PoolOptions): pg.Pool {
     max: options.max,
     idleTimeoutMillis: 30_000,
     connectionTimeoutMillis: 10_000,
+    ...(options.statementTimeoutMs ? { statement_timeout: options.statementTimeoutMs } : {}),
     // `role` set as a startup parameter is SET ROLE performed by the server before the
     // session accepts its first query: no query ever runs as the login role itself, and a
     // login that may not act as the role cannot connect at all.

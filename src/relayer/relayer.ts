@@ -180,11 +180,13 @@ export class Relayer {
   /** Starts a claim pump, or asks the running one to go round again (counted once, then). */
   private wake(source: WakeupSource): void {
     if (this.state !== 'running') return;
-    this.options.metrics.tick();
     if (this.pumping) {
       this.pumpRequested = true;
       return;
     }
+    // Liveness: ticks only when a pump starts or claims, so a pump stuck on the database
+    // stops the ticks and /healthz fails, however many wake-ups keep arriving.
+    this.options.metrics.tick();
     this.options.metrics.wakeup(source);
     this.pumping = this.pump().finally(() => {
       this.pumping = undefined;
