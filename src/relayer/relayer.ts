@@ -208,7 +208,7 @@ export class Relayer {
         }
         const wanted = Math.min(free, batchSize);
         const items = await claimOutboxBatch(pool, { batchSize: wanted, workerId, leaseSeconds });
-        this.databaseReachable = true;
+        this.setDatabaseReachable(true);
         metrics.tick();
         const byRail = new Map<string, number>();
         for (const item of items) byRail.set(item.railType, (byRail.get(item.railType) ?? 0) + 1);
@@ -222,7 +222,7 @@ export class Relayer {
       const next = await outboxNextAttemptAt(pool);
       if (next && next.getTime() > Date.now()) this.wakeup.scheduleAt(next);
     } catch (error) {
-      this.databaseReachable = false;
+      this.setDatabaseReachable(false);
       logger.error(
         { event: 'claim_failed', err: { message: (error as Error).message } },
         'claiming failed; retrying on the next wake-up',
@@ -262,12 +262,26 @@ export class Relayer {
 
   private async sampleQueue(): Promise<void> {
     const stats = await outboxQueueStats(this.options.pool);
-    this.databaseReachable = true;
+    this.setDatabaseReachable(true);
     this.options.metrics.setQueueStats(stats);
   }
 
+  /** A worker state change: logged once per transition, not once per failed query. */
+  private setDatabaseReachable(reachable: boolean): void {
+    if (this.databaseReachable === reachable) return;
+    this.databaseReachable = reachable;
+    if (reachable) {
+      this.options.logger.info({ event: 'database_reachable' }, 'database reachable again');
+    } else {
+      this.options.logger.warn(
+        { event: 'database_unreachable' },
+        'database queries failing; not ready until one succeeds',
+      );
+    }
+  }
+
   private backgroundError(task: string, error: unknown): void {
-    this.databaseReachable = false;
+    this.setDatabaseReachable(false);
     this.options.logger.error(
       { event: `${task}_failed`, err: { message: (error as Error).message } },
       `${task} failed; will try again on its next run`,

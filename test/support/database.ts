@@ -49,6 +49,9 @@ export async function freshDatabase(options: { empty?: boolean } = {}): Promise<
   await asAdmin((client) => client.query(`CREATE DATABASE ${name} TEMPLATE ${template}`));
   const ownerUrl = withDatabaseName(adminUrl(), name);
   const owner = new pg.Pool({ connectionString: ownerUrl, max: 10 });
+  // Tests cut connections on purpose (pg_terminate_backend); an idle pooled client that
+  // loses its connection is simply replaced, not an unhandled error.
+  owner.on('error', () => undefined);
   const roles: string[] = [];
 
   afterAll(async () => {
