@@ -2,6 +2,11 @@
 -- The outbox core: PostgreSQL 18 check, attempt-state enum, the per-participant sequence
 -- allocator, the pending work queue (with its lease) and the append-only attempt ledger.
 -- Functions live in 0002; privileges live in 0004 (no grants here).
+--
+-- Every function in these migrations says `SET search_path = pg_catalog, public, pg_temp`.
+-- pg_temp must be named, and last: a search_path that omits it searches the session's
+-- temporary schema FIRST for type names, so any role with TEMP on the database could shadow
+-- `text` or `uuid` with a domain whose CHECK runs its own code as the function's owner.
 
 -- ============================================================
 -- 0) Environment: PostgreSQL 18 or newer (uuidv7() is a PG18 built-in, used as id default)
@@ -11,7 +16,7 @@
 CREATE FUNCTION public.assert_server_version(p_min_version_num int)
 RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, public
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
   v_version_num int := current_setting('server_version_num')::int;
@@ -97,7 +102,7 @@ COMMENT ON TABLE public.payment_outbox_pending IS
 CREATE FUNCTION public.outbox_touch_updated_at()
 RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = pg_catalog, public
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 BEGIN
   NEW.updated_at := now();
@@ -158,7 +163,7 @@ COMMENT ON TABLE public.payment_outbox_attempts IS
 CREATE FUNCTION public.deny_outbox_attempts_mutation()
 RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = pg_catalog, public
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 BEGIN
   RAISE EXCEPTION 'INV-ATTEMPTS-APPEND-ONLY: payment_outbox_attempts is append-only; % is not allowed', TG_OP

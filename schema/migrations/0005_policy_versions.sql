@@ -52,7 +52,7 @@ COMMENT ON COLUMN public.policy_versions.checksum IS
 CREATE FUNCTION public.policy_versions_enforce_update()
 RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = pg_catalog, public
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 BEGIN
   IF NEW.version IS DISTINCT FROM OLD.version
@@ -94,7 +94,7 @@ FOR EACH ROW EXECUTE FUNCTION public.policy_versions_enforce_update();
 CREATE FUNCTION public.policy_versions_deny_delete()
 RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = pg_catalog, public
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 BEGIN
   RAISE EXCEPTION 'INV-POL-NO-DELETE: policy versions are never removed (% refused)', TG_OP
@@ -121,7 +121,7 @@ FOR EACH STATEMENT EXECUTE FUNCTION public.policy_versions_deny_delete();
 CREATE FUNCTION public.policy_versions_require_active()
 RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = pg_catalog, public
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 BEGIN
   IF NOT EXISTS (SELECT 1 FROM public.policy_versions WHERE status = 'ACTIVE') THEN

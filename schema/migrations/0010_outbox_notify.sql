@@ -8,7 +8,7 @@
 CREATE FUNCTION public.notify_outbox_pending()
 RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = pg_catalog, public
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 BEGIN
   IF EXISTS (SELECT 1 FROM inserted_rows) THEN

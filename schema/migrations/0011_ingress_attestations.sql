@@ -90,7 +90,7 @@ CREATE FUNCTION public.ingress_attestation_canonical(a public.ingress_attestatio
 RETURNS text
 LANGUAGE sql
 STABLE
-SET search_path = pg_catalog, public
+SET search_path = pg_catalog, public, pg_temp
 AS $$
   SELECT 'symphony.ingress_attestation.v1' || string_agg(
            '|' || CASE WHEN f.value IS NULL THEN '-'
@@ -121,7 +121,7 @@ CREATE FUNCTION public.ingress_attestation_stream_head(p_stream_id text)
 RETURNS TABLE (record_hash text, stream_seq bigint)
 LANGUAGE sql
 STABLE
-SET search_path = pg_catalog, public
+SET search_path = pg_catalog, public, pg_temp
 AS $$
   SELECT a.record_hash, a.stream_seq
     FROM public.ingress_attestations a
@@ -136,7 +136,7 @@ $$;
 CREATE FUNCTION public.lock_ingress_attestation_stream(p_stream_id text)
 RETURNS void
 LANGUAGE sql
-SET search_path = pg_catalog, public
+SET search_path = pg_catalog, public, pg_temp
 AS $$
   SELECT pg_advisory_xact_lock(7301, hashtext(p_stream_id))
 $$;
@@ -147,7 +147,7 @@ $$;
 CREATE FUNCTION public.ingress_attestations_link_chain()
 RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = pg_catalog, public
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
   v_head     record;
@@ -207,7 +207,7 @@ FOR EACH ROW EXECUTE FUNCTION public.ingress_attestations_link_chain();
 CREATE FUNCTION public.ingress_attestations_deny_mutation()
 RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = pg_catalog, public
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 BEGIN
   RAISE EXCEPTION 'INV-ATT-APPEND-ONLY: ingress_attestations is append-only; % is not allowed', TG_OP
@@ -254,7 +254,7 @@ RETURNS TABLE (
 )
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = pg_catalog, public
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE

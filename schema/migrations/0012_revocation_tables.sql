@@ -56,7 +56,7 @@ COMMENT ON TABLE public.revoked_tokens IS
 CREATE FUNCTION public.revocations_validate_input()
 RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = pg_catalog, public
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 BEGIN
   -- Nested IFs: a field of NEW is resolved only on the branch for its own table.
@@ -90,7 +90,7 @@ FOR EACH ROW EXECUTE FUNCTION public.revocations_validate_input();
 CREATE FUNCTION public.revocations_deny_mutation()
 RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = pg_catalog, public
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 BEGIN
   RAISE EXCEPTION 'INV-REV-APPEND-ONLY: % is append-only; % is not allowed', TG_TABLE_NAME, TG_OP

@@ -13,7 +13,7 @@ CREATE FUNCTION public.release_outbox_leases(
 RETURNS TABLE (outbox_id uuid)
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = pg_catalog, public
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 #variable_conflict use_column
 BEGIN

@@ -9,7 +9,7 @@ RETURNS timestamptz
 LANGUAGE sql
 STABLE
 SECURITY DEFINER
-SET search_path = pg_catalog, public
+SET search_path = pg_catalog, public, pg_temp
 AS $$
   SELECT min(p.next_attempt_at)
     FROM public.payment_outbox_pending p

@@ -74,7 +74,7 @@ describe('schema shape the invariants rely on', () => {
     expect(rows).toEqual([]);
   });
 
-  it('INV-FUNC-DEFINER-PINNED: every outbox function is SECURITY DEFINER with search_path pinned to pg_catalog, public', async () => {
+  it('INV-FUNC-DEFINER-PINNED: every outbox function is SECURITY DEFINER with search_path pinned to pg_catalog, public, pg_temp', async () => {
     const { rows } = await db.owner.query<{
       name: string;
       definer: boolean;
@@ -92,7 +92,7 @@ describe('schema shape the invariants rely on', () => {
     for (const row of rows) {
       expect(row, row.name).toMatchObject({
         definer: true,
-        config: ['search_path=pg_catalog, public'],
+        config: ['search_path=pg_catalog, public, pg_temp'],
       });
     }
   });

@@ -1,3 +1,4 @@
+import type pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { freshDatabase } from '../support/database.ts';
 import {
@@ -9,6 +10,7 @@ import {
   WRITE_PRIVILEGES,
 } from '../support/role-boundaries.ts';
 import { expectSqlState } from '../support/sqlstate.ts';
+import { plantPgTempTypeHijack } from '../support/pg-temp-hijack.ts';
 
 const db = await freshDatabase();
 const as = await connectAsEach(db, RUNTIME_ROLES);
@@ -241,10 +243,10 @@ describe('PUBLIC and schema public', () => {
 });
 
 describe('security definer functions', () => {
-  it('INV-PRIV-DEFINER-SEARCH-PATH: every SECURITY DEFINER function in schema public pins search_path to pg_catalog, public', async () => {
+  it('INV-PRIV-DEFINER-SEARCH-PATH: every function in schema public pins search_path to pg_catalog, public, pg_temp (pg_temp last)', async () => {
     const { rows } = await db.owner.query<{ name: string; config: string[] | null }>(`
       SELECT oid::regprocedure::text AS name, proconfig AS config FROM pg_catalog.pg_proc
-       WHERE pronamespace = 'public'::regnamespace AND prosecdef ORDER BY 1`);
+       WHERE pronamespace = 'public'::regnamespace ORDER BY 1`);
     expect(rows.map((row) => row.name)).toEqual(
       expect.arrayContaining([
         'enqueue_payment_outbox(text,text,text,text,jsonb)',
@@ -253,8 +255,78 @@ describe('security definer functions', () => {
       ]),
     );
     const unpinned = rows.filter(
-      (row) => !(row.config ?? []).includes('search_path=pg_catalog, public'),
+      (row) => !(row.config ?? []).includes('search_path=pg_catalog, public, pg_temp'),
     );
     expect(unpinned).toEqual([]);
+  });
+
+  describe('a runtime role that shadows text and uuid in pg_temp', () => {
+    // Temporary objects live as long as the session: each test gets a session of its own.
+    const sessions: pg.Client[] = [];
+    afterAll(() => Promise.all(sessions.map((session) => session.end())));
+    async function hijackedSessionAs(role: string) {
+      const login = await db.createLoginRole([role]);
+      const client = await login.connect(role);
+      sessions.push(client);
+      await plantPgTempTypeHijack(client);
+      return client;
+    }
+
+    it('INV-PRIV-DEFINER-SEARCH-PATH: executor functions still run their own types, not the planted ones (no code runs as the owner)', async () => {
+      const executor = await hijackedSessionAs('symphony_executor');
+      // Hijacked, these raise the planted P9999 as the owner; pinned, they behave normally.
+      await expectSqlState(
+        executor.query(
+          `SELECT * FROM public.complete_outbox_attempt(uuidv7(), uuidv7(), $1, 'RETRYABLE', NULL, NULL, $2)`,
+          ['hijack-worker', 'E1'],
+        ),
+        'P7002',
+      );
+      expect(
+        (
+          await executor.query(`SELECT * FROM public.repair_expired_leases(10, $1)`, [
+            'hijack-repairer',
+          ])
+        ).rows,
+      ).toEqual([]);
+      const batch = await executor.query(
+        `SELECT * FROM public.complete_outbox_batch($1, $2::jsonb)`,
+        [
+          'hijack-worker',
+          JSON.stringify([
+            {
+              outbox_id: '00000000-0000-7000-8000-000000000000',
+              lease_token: '00000000-0000-7000-8000-000000000001',
+              state: 'DISPATCHED',
+            },
+          ]),
+        ],
+      );
+      expect(batch.rows.map((row: { lease_lost: boolean }) => row.lease_lost)).toEqual([true]);
+    });
+
+    it('INV-PRIV-DEFINER-SEARCH-PATH: ingest functions still run their own types, not the planted ones (no code runs as the owner)', async () => {
+      const ingest = await hijackedSessionAs('symphony_ingest');
+      const single = await ingest.query<{ state: string }>(
+        `SELECT * FROM public.enqueue_payment_outbox($1, 'participant-hijack', $2, 'sandbox', '{"amount": 1}'::jsonb)`,
+        ['instr-hijack', 'key-hijack'],
+      );
+      expect(single.rows.map((row) => row.state)).toEqual(['PENDING']);
+      const batch = await ingest.query<{ state: string }>(
+        `SELECT * FROM public.enqueue_payment_outbox_batch($1::jsonb)`,
+        [
+          JSON.stringify([
+            {
+              instruction_id: 'instr-hijack-b',
+              participant_id: 'participant-hijack',
+              idempotency_key: 'key-hijack-b',
+              rail_type: 'sandbox',
+              payload: { amount: 2 },
+            },
+          ]),
+        ],
+      );
+      expect(batch.rows.map((row) => row.state)).toEqual(['PENDING']);
+    });
   });
 });

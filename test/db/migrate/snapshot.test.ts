@@ -27,7 +27,7 @@ describe('schema snapshot', () => {
   it('covers functions with their body hash, definer flag and pinned search_path, and grants', async () => {
     const committed = await readFile(SNAPSHOT_FILE, 'utf8');
     expect(committed).toMatch(
-      /^claim_outbox_batch\(.*security_definer=t config=search_path=pg_catalog, public body_sha256=[0-9a-f]{64}$/m,
+      /^claim_outbox_batch\(.*security_definer=t config=search_path=pg_catalog, public, pg_temp body_sha256=[0-9a-f]{64}$/m,
     );
     expect(committed).toMatch(/^claim_outbox_batch\(.*\) symphony_executor EXECUTE$/m);
     expect(committed).not.toMatch(/ PUBLIC /);
