@@ -23,18 +23,27 @@ BEGIN
       USING ERRCODE = '22023';
   END IF;
 
+  -- Rows are locked in outbox_id order, as complete_outbox_batch does, so a release and a
+  -- batch completion over overlapping ids can never deadlock.
   RETURN QUERY
-  WITH released AS (
+  WITH fenced AS (
+    SELECT p.outbox_id
+      FROM public.payment_outbox_pending p
+      JOIN unnest(p_outbox_ids, p_lease_tokens) AS r(outbox_id, lease_token)
+        ON p.outbox_id = r.outbox_id AND p.lease_token = r.lease_token
+     WHERE p.claimed_by = p_worker_id
+       AND p.lease_expires_at > now()
+     ORDER BY p.outbox_id
+       FOR UPDATE OF p
+  ),
+  released AS (
     UPDATE public.payment_outbox_pending p
        SET claimed_by       = NULL,
            lease_token      = NULL,
            lease_expires_at = NULL,
            next_attempt_at  = now()
-      FROM unnest(p_outbox_ids, p_lease_tokens) AS r(outbox_id, lease_token)
-     WHERE p.outbox_id = r.outbox_id
-       AND p.lease_token = r.lease_token
-       AND p.claimed_by = p_worker_id
-       AND p.lease_expires_at > now()
+      FROM fenced
+     WHERE p.outbox_id = fenced.outbox_id
     RETURNING p.outbox_id
   )
   SELECT released.outbox_id FROM released;
