@@ -4,7 +4,7 @@
  *
  *   enqueue   N items through enqueue_payment_outbox (one call each) vs enqueue_payment_outbox_batch
  *   relay     N pre-enqueued no-op items through the real Relayer (startRuntime, sandbox rail,
- *             latency 0, 100% DISPATCHED), completing per item vs in buffered batches
+ *             latency 0, 100% DISPATCHED), completing per item vs group-committed batches
  *   peer      N no-op graphile-worker jobs on the same server (separate database), with its
  *             defaults and with its batching options
  *

@@ -32,7 +32,7 @@ export interface RelayerOptions {
   queueStatsIntervalMs: number;
   shutdownGraceMs: number;
   retry: RetryPolicy;
-  /** Record outcomes in buffered batches (default) or one transaction each. */
+  /** Group-commit outcomes in batches (default) or record each in its own transaction. */
   completionBatching?: boolean;
   rails: RailRegistry;
   logger: Logger;
