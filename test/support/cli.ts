@@ -6,8 +6,8 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll } from 'vitest';
+import { CLI_BIN, REPO_ROOT } from './paths.ts';
 import {
   runBinary,
   startBinary,
@@ -17,8 +17,6 @@ import {
   type RunResult,
 } from './processes.ts';
 
-export const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const BIN = join(PROJECT_ROOT, 'bin', 'symphony-relay.js');
 const NODE: BinaryRequirement = {
   binary: process.execPath,
   installHint: 'the running Node.js executable disappeared',
@@ -41,7 +39,7 @@ export async function runCli(
   args: string[],
   env: Record<string, string | undefined> = {},
 ): Promise<RunResult> {
-  return runBinary(NODE, [BIN, ...args], { cwd: PROJECT_ROOT, env: cliEnvironment(env) });
+  return runBinary(NODE, [CLI_BIN, ...args], { cwd: REPO_ROOT, env: cliEnvironment(env) });
 }
 
 /** Starts a long-running CLI command (a server); stop it with `.stop()` (SIGTERM). */
@@ -49,8 +47,8 @@ export async function startCli(
   args: string[],
   env: Record<string, string | undefined> = {},
 ): Promise<RunningProcess & { exitCode: Promise<number | null> }> {
-  const running = await startBinary(NODE, [BIN, ...args], {
-    cwd: PROJECT_ROOT,
+  const running = await startBinary(NODE, [CLI_BIN, ...args], {
+    cwd: REPO_ROOT,
     env: cliEnvironment(env),
   });
   const exitCode = new Promise<number | null>((resolve) => {

@@ -1,12 +1,12 @@
-import { fileURLToPath } from 'node:url';
 import {
   RelayerMetrics,
   WAKEUP_SOURCES,
   type RelayerMetricsOptions,
 } from '../../src/observability/metrics.ts';
+import { REPO_ROOT } from './paths.ts';
 import { runBinary, type BinaryRequirement, type RunResult } from './processes.ts';
 
-export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export { REPO_ROOT } from './paths.ts';
 
 const PROMETHEUS_PACKAGE =
   'install the Debian package `prometheus` (apt-get install -y prometheus; .ci/run does it) — the deploy tests need it';

@@ -1,16 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
+import { DEVELOPMENT_POLICY } from '../../src/cli/local.ts';
 import { startRuntime, type Runtime } from '../../src/cli/runtime.ts';
 import { seedPolicy } from '../../src/db/policy.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 import { freshDatabase, type LoginRole, type TestDatabase } from './database.ts';
 import { startRailServer, type RailServer } from './rail-server.ts';
+import { CLI_BIN } from './paths.ts';
 import { waitUntil } from './processes.ts';
-
-const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
-export const DEVELOPMENT_POLICY = `${REPO_ROOT}policy/development.json`;
-const BIN = `${REPO_ROOT}bin/symphony-relay.js`;
 
 export interface RelayerDatabase {
   db: TestDatabase;
@@ -101,7 +98,7 @@ export interface RelayerProcess {
 
 /** `symphony-relay run` as a real child process with exactly the given environment. */
 export function spawnRelayer(env: NodeJS.ProcessEnv, args: string[] = ['run']): RelayerProcess {
-  const child = spawn(process.execPath, [BIN, ...args], {
+  const child = spawn(process.execPath, [CLI_BIN, ...args], {
     env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
