@@ -169,9 +169,9 @@ const SETTINGS = {
     'How often expired leases (items of crashed workers) are requeued.',
   ),
   SYMPHONY_REPAIR_BATCH_SIZE: setting(
-    integer(1, 10_000),
+    integer(1, 1000),
     '100',
-    'Most expired leases requeued per repair run.',
+    'Expired leases requeued per repair transaction (a run takes up to 10 such chunks).',
   ),
   SYMPHONY_RETRY_BASE_MS: setting(
     integer(1, 3_600_000),

@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { registerEnqueueCommand } from './enqueue.ts';
 import { CliError } from './errors.ts';
+import { registerLimitsCommand } from './limits.ts';
 import { registerLocalCommand } from './local.ts';
 import { registerMigrateCommand } from './migrate.ts';
 import { registerMockRailCommand } from './mock-rail.ts';
@@ -26,6 +27,7 @@ registerServeEmbeddedPostgresCommand(program);
 registerEnqueueCommand(program);
 registerStatusCommand(program);
 registerPolicyCommand(program);
+registerLimitsCommand(program);
 registerMockRailCommand(program);
 
 try {

@@ -4,7 +4,11 @@ import { createLogger, type Logger } from '../observability/logger.ts';
 import { RelayerMetrics } from '../observability/metrics.ts';
 import { startObservabilityServer, type ObservabilityServer } from '../observability/server.ts';
 import { buildRailRegistry } from '../rails/registry.ts';
-import { assertActivePolicy, assertActsAsRuntimeRole } from '../relayer/boot-checks.ts';
+import {
+  assertActivePolicy,
+  assertActsAsRuntimeRole,
+  assertWithinOperatorLimits,
+} from '../relayer/boot-checks.ts';
 import { Relayer, type ShutdownReport } from '../relayer/relayer.ts';
 
 export interface Runtime {
@@ -55,9 +59,20 @@ export async function startRuntime(
       'idle database connection failed',
     ),
   );
+  let retry = config.retry;
   try {
     const policy = await assertActivePolicy(pool);
     log.info({ event: 'policy_checked', policyVersion: policy.version }, 'ACTIVE policy found');
+    const limits = await assertWithinOperatorLimits(pool, { leaseSeconds: config.leaseSeconds });
+    // The database refuses a longer delay (22023); the operator's limit wins over ours.
+    const maxDelayMs = limits.maxRetryDelaySeconds * 1000;
+    if (retry.maxMs > maxDelayMs) {
+      log.info(
+        { event: 'retry_max_capped', configuredMs: retry.maxMs, limitMs: maxDelayMs },
+        'SYMPHONY_RETRY_MAX_MS is above outbox_limits.max_retry_delay_seconds; using the limit',
+      );
+      retry = { ...retry, maxMs: maxDelayMs };
+    }
   } catch (error) {
     await pool.end();
     throw error;
@@ -77,7 +92,7 @@ export async function startRuntime(
     repairBatchSize: config.repairBatchSize,
     queueStatsIntervalMs: config.queueStatsIntervalMs,
     shutdownGraceMs: config.shutdownGraceMs,
-    retry: config.retry,
+    retry,
     completionBatching: config.completionBatch,
     rails,
     logger: log,

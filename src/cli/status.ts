@@ -1,5 +1,10 @@
 import type { Command } from 'commander';
-import { outboxQueueStats, type QueueStats } from '../db/outbox.ts';
+import {
+  outboxQueueStats,
+  outboxQueueStatsByRail,
+  type QueueStats,
+  type RailQueueStats,
+} from '../db/outbox.ts';
 import { recentAttemptCounts, type AttemptCounts } from '../db/status.ts';
 import { databaseFailure, withDatabaseSession } from './database-session.ts';
 import { requireDatabaseUrl } from './errors.ts';
@@ -10,17 +15,20 @@ const ATTEMPT_WINDOW_SECONDS = 3600;
 const REPORTED_STATES = ['DISPATCHED', 'RETRYABLE', 'FAILED', 'ZOMBIE_REQUEUE'];
 
 export interface StatusReport extends QueueStats {
+  /** Queue depth per rail type: a rail no worker serves shows here, due and waiting. */
+  rails: RailQueueStats[];
   attemptsLastHour: AttemptCounts;
 }
 
 async function readStatus(connectionString: string): Promise<StatusReport> {
   return withDatabaseSession({ connectionString, command: 'status', actAs: ROLE }, async (db) => {
     const queue = await outboxQueueStats(db);
+    const rails = await outboxQueueStatsByRail(db);
     const recent = await recentAttemptCounts(db, ATTEMPT_WINDOW_SECONDS);
     const attemptsLastHour: AttemptCounts = {};
     for (const state of REPORTED_STATES) attemptsLastHour[state] = 0;
     Object.assign(attemptsLastHour, recent);
-    return { ...queue, attemptsLastHour };
+    return { ...queue, rails, attemptsLastHour };
   }).catch((error: unknown) => {
     throw databaseFailure('status', ROLE, error);
   });
@@ -35,6 +43,15 @@ function render(report: StatusReport): string {
     `leased                ${report.leased}`,
     `expired leases        ${report.expiredLeases}`,
     `oldest due item age   ${age}`,
+    'by rail (pending / due / oldest due age):',
+    ...(report.rails.length === 0
+      ? ['  (queue empty)']
+      : report.rails.map(
+          (rail) =>
+            `  ${rail.railType.padEnd(20)}${rail.pending} / ${rail.due} / ${
+              rail.oldestDueAgeSeconds === null ? '-' : `${rail.oldestDueAgeSeconds.toFixed(1)} s`
+            }`,
+        )),
     'attempts in the last hour:',
     ...Object.entries(report.attemptsLastHour).map(
       ([state, count]) => `  ${state.padEnd(20)}${count}`,

@@ -18,12 +18,26 @@ export const SqlState = {
   PolicyLastActive: 'P7103',
   RevocationTokenHashFormat: 'P7201',
   AttestationHashChain: 'P7301',
+  /** The item record disagrees with the ledger (0020 refuses to migrate). */
+  ItemRecordInconsistent: 'P7400',
+  /** The idempotency key is already used by a different instruction: one key, one payment. */
+  IdempotencyKeyReused: 'P7401',
+  /** The same (instruction, key) replayed with a different participant, rail_type or payload. */
+  IdempotentReplayMismatch: 'P7402',
+  /** Payload JSON larger than outbox_limits.max_payload_bytes. */
+  PayloadTooLarge: 'P7403',
+  /** Payload nested deeper than outbox_limits.max_payload_depth. */
+  PayloadTooDeep: 'P7404',
+  /** instruction_id, participant_id or idempotency_key is not bounded printable ASCII. */
+  InvalidIdentifier: 'P7405',
+  /** rail_type does not match the SYMPHONY_RAILS key pattern. */
+  InvalidRailType: 'P7406',
   UniqueViolation: '23505',
   CheckViolation: '23514',
   ForeignKeyViolation: '23503',
   NotNullViolation: '23502',
   InvalidTextRepresentation: '22P02',
-  /** A function argument or setting (e.g. symphony.outbox_retry_ceiling) is out of range. */
+  /** A function argument is out of range (batch size, lease, retry delay, a limit's value). */
   InvalidParameterValue: '22023',
 } as const;
 

@@ -123,20 +123,27 @@ interface ClaimedRow {
 }
 
 /**
- * Leases up to batchSize due, unleased items to workerId. An expired lease is never taken
- * here: repairExpiredLeases must requeue it first. A batch size of 0 claims nothing without
- * a round trip.
+ * Leases up to batchSize due, unleased items of the given rail types to workerId. An
+ * expired lease is never taken here: repairExpiredLeases must requeue it first. Items of
+ * other rail types stay queued for a worker that serves them. A batch size of 0 claims
+ * nothing without a round trip.
  */
 export async function claimOutboxBatch(
   db: Queryable,
-  options: { batchSize: number; workerId: string; leaseSeconds: number },
+  options: {
+    batchSize: number;
+    workerId: string;
+    leaseSeconds: number;
+    /** The rail types this worker has adapters for. */
+    railTypes: readonly string[];
+  },
 ): Promise<ClaimedItem[]> {
   if (options.batchSize === 0) return [];
   const { rows } = await db.query<ClaimedRow>(
     `SELECT outbox_id, instruction_id, participant_id, sequence_id, idempotency_key, rail_type,
             payload, attempt_count, lease_token, lease_expires_at, created_at
-       FROM public.claim_outbox_batch($1, $2, $3)`,
-    [options.batchSize, options.workerId, options.leaseSeconds],
+       FROM public.claim_outbox_batch($1, $2, $3, $4::text[])`,
+    [options.batchSize, options.workerId, options.leaseSeconds, options.railTypes],
   );
   return rows.map((row) => ({
     outboxId: row.outbox_id,
@@ -238,6 +245,87 @@ export async function outboxQueueStats(db: Queryable): Promise<QueueStats> {
     expiredLeases: Number(row.expired_leases),
     oldestDueAgeSeconds: row.oldest_due_age_seconds,
   };
+}
+
+export interface RailQueueStats {
+  railType: string;
+  pending: number;
+  due: number;
+  oldestDueAgeSeconds: number | null;
+}
+
+/** Queue depth per rail type (every rail type with at least one queued item). */
+export async function outboxQueueStatsByRail(db: Queryable): Promise<RailQueueStats[]> {
+  const { rows } = await db.query<{
+    rail_type: string;
+    pending: string;
+    due: string;
+    oldest_due_age_seconds: number | null;
+  }>(
+    'SELECT rail_type, pending, due, oldest_due_age_seconds FROM public.outbox_queue_stats_by_rail()',
+  );
+  return rows.map((row) => ({
+    railType: row.rail_type,
+    pending: Number(row.pending),
+    due: Number(row.due),
+    oldestDueAgeSeconds: row.oldest_due_age_seconds,
+  }));
+}
+
+/** The operator limits (outbox_limits), which no runtime session can change. */
+export interface OutboxLimits {
+  retryCeiling: number;
+  maxLeaseSeconds: number;
+  maxRetryDelaySeconds: number;
+  maxPayloadBytes: number;
+  maxPayloadDepth: number;
+  updatedAt: Date;
+}
+
+export const OUTBOX_LIMIT_NAMES = [
+  'retry_ceiling',
+  'max_lease_seconds',
+  'max_retry_delay_seconds',
+  'max_payload_bytes',
+  'max_payload_depth',
+] as const;
+export type OutboxLimitName = (typeof OUTBOX_LIMIT_NAMES)[number];
+
+export async function outboxCurrentLimits(db: Queryable): Promise<OutboxLimits> {
+  const { rows } = await db.query<{
+    retry_ceiling: number;
+    max_lease_seconds: number;
+    max_retry_delay_seconds: number;
+    max_payload_bytes: number;
+    max_payload_depth: number;
+    updated_at: Date;
+  }>(
+    `SELECT retry_ceiling, max_lease_seconds, max_retry_delay_seconds, max_payload_bytes,
+            max_payload_depth, updated_at
+       FROM public.outbox_current_limits()`,
+  );
+  const row = singleRow(rows, 'outbox_current_limits');
+  return {
+    retryCeiling: row.retry_ceiling,
+    maxLeaseSeconds: row.max_lease_seconds,
+    maxRetryDelaySeconds: row.max_retry_delay_seconds,
+    maxPayloadBytes: row.max_payload_bytes,
+    maxPayloadDepth: row.max_payload_depth,
+    updatedAt: row.updated_at,
+  };
+}
+
+/** Changes one limit as symphony_control; audited with the session user and the reason. */
+export async function setOutboxLimit(
+  db: Queryable,
+  change: { name: OutboxLimitName; value: number; reason: string },
+): Promise<{ name: string; oldValue: number; newValue: number }> {
+  const { rows } = await db.query<{ name: string; old_value: number; new_value: number }>(
+    'SELECT name, old_value, new_value FROM public.set_outbox_limit($1, $2, $3)',
+    [change.name, change.value, change.reason],
+  );
+  const row = singleRow(rows, 'set_outbox_limit');
+  return { name: row.name, oldValue: row.old_value, newValue: row.new_value };
 }
 
 export interface BatchCompletionResult {

@@ -1,6 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { QueueStats } from '../db/outbox.ts';
+import type { QueueStats, RailQueueStats } from '../db/outbox.ts';
+
+/** The label every rail type that this worker has no adapter for is counted under. */
+export const OTHER_RAIL = 'other';
 
 /** How a dispatch ended, as recorded through `complete_outbox_attempt`. */
 export const DISPATCH_OUTCOMES = ['dispatched', 'retryable', 'failed'] as const;
@@ -70,6 +73,10 @@ export class RelayerMetrics {
   private readonly queueExpiredLeases: Gauge;
   private readonly queueOldestDueAge: Gauge;
   private readonly queueStatsTimestamp: Gauge;
+  private readonly railQueueDue: Gauge<'rail'>;
+  private readonly railQueueOldestDueAge: Gauge<'rail'>;
+  /** Rail labels are bounded: configured rails by name, everything else as `other`. */
+  private configuredRails: ReadonlySet<string> = new Set();
   private readonly listenerConnected: Gauge;
   private readonly workerUp: Gauge;
   private readonly loopLastTick: Gauge;
@@ -169,6 +176,18 @@ export class RelayerMetrics {
       help: 'Unix time of the last queue sample; a stale value means the queue gauges are stale too.',
       registers,
     });
+    this.railQueueDue = new Gauge({
+      name: `${PREFIX}queue_rail_due`,
+      help: 'Due items per rail type at the last queue sample; rail types this worker does not serve are summed under rail="other".',
+      labelNames: ['rail'],
+      registers,
+    });
+    this.railQueueOldestDueAge = new Gauge({
+      name: `${PREFIX}queue_rail_oldest_due_age_seconds`,
+      help: 'How long the oldest due item of each rail type has waited (0 when none); rail types this worker does not serve are under rail="other" (their maximum).',
+      labelNames: ['rail'],
+      registers,
+    });
     this.listenerConnected = new Gauge({
       name: `${PREFIX}listener_connected`,
       help: '1 while the LISTEN outbox_pending connection is up, else 0 (the worker falls back to polling).',
@@ -213,6 +232,11 @@ export class RelayerMetrics {
    * queries and ratio alerts have a baseline before the first event instead of no series.
    */
   initialiseSeries(rails: readonly string[]): void {
+    this.configuredRails = new Set(rails);
+    for (const rail of [...rails, OTHER_RAIL]) {
+      this.railQueueDue.set({ rail }, 0);
+      this.railQueueOldestDueAge.set({ rail }, 0);
+    }
     for (const rail of rails) {
       this.itemsClaimed.inc({ rail }, 0);
       this.leasesLost.inc({ rail }, 0);
@@ -221,8 +245,13 @@ export class RelayerMetrics {
     for (const source of WAKEUP_SOURCES) this.wakeups.inc({ source }, 0);
   }
 
+  /** A producer chooses rail_type: only configured rails become label values. */
+  railLabel(railType: string): string {
+    return this.configuredRails.has(railType) ? railType : OTHER_RAIL;
+  }
+
   claimed(rail: string, count: number): void {
-    if (count > 0) this.itemsClaimed.inc({ rail }, count);
+    if (count > 0) this.itemsClaimed.inc({ rail: this.railLabel(rail) }, count);
   }
 
   /**
@@ -236,16 +265,17 @@ export class RelayerMetrics {
     dispatchSeconds: number,
     enqueueToDispatchSeconds?: number,
   ): void {
-    this.itemsCompleted.inc({ rail, outcome });
-    this.dispatchDuration.observe({ rail, outcome }, dispatchSeconds);
+    const label = this.railLabel(rail);
+    this.itemsCompleted.inc({ rail: label, outcome });
+    this.dispatchDuration.observe({ rail: label, outcome }, dispatchSeconds);
     if (outcome === 'dispatched' && enqueueToDispatchSeconds !== undefined) {
-      this.enqueueToDispatch.observe({ rail }, Math.max(0, enqueueToDispatchSeconds));
+      this.enqueueToDispatch.observe({ rail: label }, Math.max(0, enqueueToDispatchSeconds));
     }
   }
 
   /** A completion refused with P7002; not counted as completed, since nothing was recorded. */
   leaseLost(rail: string): void {
-    this.leasesLost.inc({ rail });
+    this.leasesLost.inc({ rail: this.railLabel(rail) });
   }
 
   wakeup(source: WakeupSource): void {
@@ -272,6 +302,26 @@ export class RelayerMetrics {
     this.queueExpiredLeases.set(stats.expiredLeases);
     this.queueOldestDueAge.set(stats.oldestDueAgeSeconds ?? 0);
     this.queueStatsTimestamp.set(this.clock() / 1000);
+  }
+
+  /**
+   * Per-rail depth. A rail type no worker serves stays queued, never FAILED: it shows here
+   * under `other` on every worker, which the RailDueItemsUnserved alert watches.
+   */
+  setRailQueueStats(rails: readonly RailQueueStats[]): void {
+    const due = new Map<string, number>();
+    const oldest = new Map<string, number>();
+    for (const label of [...this.configuredRails, OTHER_RAIL]) {
+      due.set(label, 0);
+      oldest.set(label, 0);
+    }
+    for (const rail of rails) {
+      const label = this.railLabel(rail.railType);
+      due.set(label, (due.get(label) ?? 0) + rail.due);
+      oldest.set(label, Math.max(oldest.get(label) ?? 0, rail.oldestDueAgeSeconds ?? 0));
+    }
+    for (const [rail, value] of due) this.railQueueDue.set({ rail }, value);
+    for (const [rail, value] of oldest) this.railQueueOldestDueAge.set({ rail }, value);
   }
 
   setListenerConnected(connected: boolean): void {

@@ -17,6 +17,13 @@ export interface DispatchOptions {
 }
 
 const MAX_ERROR_MESSAGE = 500;
+/** The ledger's bounds (0020): error and rail codes, and rail references. */
+const MAX_CODE = 64;
+const MAX_REFERENCE = 512;
+
+function bounded(text: string, max: number): string {
+  return text.length > max ? text.slice(0, max) : text;
+}
 
 /**
  * Delivers one item and always comes back with an outcome, within `timeoutMs`: an unknown
@@ -86,7 +93,7 @@ async function callAdapter(
   } catch (error) {
     return {
       state: 'RETRYABLE',
-      errorCode: errorClassName(error),
+      errorCode: bounded(errorClassName(error), MAX_CODE),
       errorMessage: errorText(error),
     };
   }
@@ -95,13 +102,21 @@ async function callAdapter(
 /** Rebuilds the outcome from known fields only, so nothing odd reaches the database. */
 function validOutcome(outcome: unknown): DispatchOutcome {
   const candidate = (outcome ?? {}) as Partial<Record<string, unknown>>;
-  const railCode = typeof candidate.railCode === 'string' ? { railCode: candidate.railCode } : {};
+  const railCode =
+    typeof candidate.railCode === 'string'
+      ? { railCode: bounded(candidate.railCode, MAX_CODE) }
+      : {};
   if (candidate.state === 'DISPATCHED') {
+    // A reference is kept only whole: a cut one would name a different payment.
     const reference = candidate.railReference;
-    const railReference = typeof reference === 'string' && reference.length > 0 ? reference : null;
+    const railReference =
+      typeof reference === 'string' && reference.length > 0 && reference.length <= MAX_REFERENCE
+        ? reference
+        : null;
     return { state: 'DISPATCHED', railReference, ...railCode };
   }
-  const errorCode = candidate.errorCode;
+  const errorCode =
+    typeof candidate.errorCode === 'string' ? bounded(candidate.errorCode, MAX_CODE) : undefined;
   if (
     (candidate.state === 'RETRYABLE' || candidate.state === 'FAILED') &&
     typeof errorCode === 'string' &&

@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { outboxCurrentLimits, type OutboxLimits } from '../db/outbox.ts';
 import { activePolicy } from '../db/policy.ts';
 import type { Queryable } from '../db/pool.ts';
 
@@ -69,4 +70,22 @@ export async function assertActivePolicy(db: Queryable): Promise<{ version: stri
     );
   }
   return policy;
+}
+
+/**
+ * The operator limits bind the relayer too: a lease longer than the database allows would
+ * have every claim refused, so start is refused instead, saying which limit and what to do.
+ */
+export async function assertWithinOperatorLimits(
+  db: Queryable,
+  wanted: { leaseSeconds: number },
+): Promise<OutboxLimits> {
+  const limits = await outboxCurrentLimits(db);
+  if (wanted.leaseSeconds > limits.maxLeaseSeconds) {
+    throw new BootCheckError(
+      `SYMPHONY_LEASE_SECONDS=${wanted.leaseSeconds} exceeds the database's outbox_limits.max_lease_seconds (${limits.maxLeaseSeconds}): ` +
+        "lower SYMPHONY_LEASE_SECONDS, or have an operator raise the limit ('symphony-relay limits set --name max_lease_seconds ...')",
+    );
+  }
+  return limits;
 }

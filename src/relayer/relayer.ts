@@ -4,6 +4,7 @@ import {
   claimOutboxBatch,
   outboxNextAttemptAt,
   outboxQueueStats,
+  outboxQueueStatsByRail,
   releaseOutboxLeases,
   repairExpiredLeases,
 } from '../db/outbox.ts';
@@ -39,6 +40,9 @@ export interface RelayerOptions {
   metrics: RelayerMetrics;
 }
 
+/** Bounds one repair run; a larger backlog of expired leases is taken over several ticks. */
+const MAX_REPAIR_CHUNKS_PER_RUN = 10;
+
 type State = 'idle' | 'running' | 'stopping' | 'stopped';
 
 export interface ShutdownReport {
@@ -65,9 +69,13 @@ export class Relayer {
   private databaseReachable = true;
   /** Free slots that make a claim worth its round trip while a backlog remains. */
   private readonly refillAt: number;
+  /** Only items of these rail types are claimed: the rest wait for a worker that serves them. */
+  private readonly railTypes: readonly string[];
 
   constructor(private readonly options: RelayerOptions) {
     const { logger, metrics } = options;
+    this.railTypes = options.rails.railTypes();
+    if (this.railTypes.length === 0) throw new Error('a relayer needs at least one rail adapter');
     this.refillAt = Math.max(1, Math.floor(Math.min(options.batchSize, options.concurrency) / 2));
     const completer = new Completer({
       pool: options.pool,
@@ -207,7 +215,12 @@ export class Relayer {
           return;
         }
         const wanted = Math.min(free, batchSize);
-        const items = await claimOutboxBatch(pool, { batchSize: wanted, workerId, leaseSeconds });
+        const items = await claimOutboxBatch(pool, {
+          batchSize: wanted,
+          workerId,
+          leaseSeconds,
+          railTypes: this.railTypes,
+        });
         this.setDatabaseReachable(true);
         metrics.tick();
         const byRail = new Map<string, number>();
@@ -247,13 +260,23 @@ export class Relayer {
     return released.length;
   }
 
+  /**
+   * Requeues expired leases in chunks of repairBatchSize, each its own short transaction
+   * (so one chunk always fits the statement timeout), until a chunk comes back short or
+   * MAX_REPAIR_CHUNKS_PER_RUN chunks have run; the next tick takes the rest.
+   */
   private async repair(): Promise<void> {
     const { pool, workerId, repairBatchSize, metrics, logger } = this.options;
-    const repaired = await repairExpiredLeases(pool, { batchSize: repairBatchSize, workerId });
-    metrics.repaired(repaired.length);
-    if (repaired.length > 0) {
+    let total = 0;
+    for (let chunk = 0; chunk < MAX_REPAIR_CHUNKS_PER_RUN && this.state === 'running'; chunk += 1) {
+      const repaired = await repairExpiredLeases(pool, { batchSize: repairBatchSize, workerId });
+      metrics.repaired(repaired.length);
+      total += repaired.length;
+      if (repaired.length < repairBatchSize) break;
+    }
+    if (total > 0) {
       logger.warn(
-        { event: 'leases_repaired', count: repaired.length },
+        { event: 'leases_repaired', count: total },
         'requeued items whose lease expired (a worker crashed or stalled)',
       );
       this.wake('drain');
@@ -261,9 +284,13 @@ export class Relayer {
   }
 
   private async sampleQueue(): Promise<void> {
-    const stats = await outboxQueueStats(this.options.pool);
+    const [stats, byRail] = await Promise.all([
+      outboxQueueStats(this.options.pool),
+      outboxQueueStatsByRail(this.options.pool),
+    ]);
     this.setDatabaseReachable(true);
     this.options.metrics.setQueueStats(stats);
+    this.options.metrics.setRailQueueStats(byRail);
   }
 
   /** A worker state change: logged once per transition, not once per failed query. */
