@@ -23,10 +23,12 @@ interface QueuedRow {
 
 async function queuedRows(instructionPrefix: string): Promise<QueuedRow[]> {
   const { rows } = await db.owner.query<QueuedRow>(
-    `SELECT outbox_id, instruction_id, participant_id, sequence_id, idempotency_key, rail_type, payload
-       FROM public.payment_outbox_pending
-      WHERE starts_with(instruction_id, $1)
-      ORDER BY participant_id, sequence_id`,
+    `SELECT i.outbox_id, i.instruction_id, i.participant_id, i.sequence_id, i.idempotency_key,
+            i.rail_type, i.payload
+       FROM public.payment_outbox_items i
+       JOIN public.payment_outbox_pending p USING (outbox_id)
+      WHERE starts_with(i.instruction_id, $1)
+      ORDER BY i.participant_id, i.sequence_id`,
     [instructionPrefix],
   );
   return rows;
@@ -36,7 +38,7 @@ function item(prefix: string, n: number, participant: string) {
   return {
     instructionId: `${prefix}-${n}`,
     participantId: participant,
-    idempotencyKey: `key-${n}`,
+    idempotencyKey: `${prefix}-key-${n}`,
     railType: 'sandbox',
     payload: { amount: `${n}.00`, currency: 'ZMW', account: SECRET_ACCOUNT },
   };
@@ -54,7 +56,7 @@ function itemFlags(prefix: string): string[] {
     '--participant-id',
     `${prefix}-participant`,
     '--idempotency-key',
-    'key-1',
+    `${prefix}-key-1`,
     '--rail-type',
     'sandbox',
     '--payload',
@@ -77,7 +79,7 @@ describe('symphony-relay enqueue (as symphony_ingest)', () => {
         instruction_id: `${prefix}-1`,
         participant_id: `${prefix}-participant`,
         sequence_id: '1',
-        idempotency_key: 'key-1',
+        idempotency_key: `${prefix}-key-1`,
         rail_type: 'sandbox',
         payload: { amount: '12.50', account: SECRET_ACCOUNT },
       },

@@ -26,13 +26,14 @@ describe('symphony-relay roles create-login', () => {
     try {
       // Without SET ROLE the login itself holds nothing: NOINHERIT and a membership WITH INHERIT FALSE.
       await expectSqlState(
-        login.query('SELECT * FROM public.claim_outbox_batch(1, $1, 30)', ['w']),
+        login.query("SELECT * FROM public.claim_outbox_batch(1, $1, 30, '{sandbox}')", ['w']),
         '42501',
       );
       await login.query('SET ROLE symphony_executor');
-      const claimed = await login.query('SELECT * FROM public.claim_outbox_batch(1, $1, 30)', [
-        'w',
-      ]);
+      const claimed = await login.query(
+        "SELECT * FROM public.claim_outbox_batch(1, $1, 30, '{sandbox}')",
+        ['w'],
+      );
       expect(claimed.rowCount).toBe(0);
     } finally {
       await login.end();

@@ -40,11 +40,17 @@ beforeAll(async () => {
   await enqueueItems(db.owner, 3, { prefix: uniquePrefix('due') });
   // The ledger is append-only, so an old attempt is written old: its uuidv7 id carries the time.
   await db.owner.query(
-    `INSERT INTO public.payment_outbox_attempts (
-       attempt_id, outbox_id, instruction_id, participant_id, sequence_id, idempotency_key,
-       rail_type, payload, attempt_no, state, completed_at)
-     VALUES (uuidv7(interval '-2 hours'), uuidv7(interval '-2 hours'), 'old-instruction', 'old-participant',
-             1, 'old-key', 'sandbox', '{}', 1, 'DISPATCHED', now() - interval '2 hours')`,
+    `WITH old_item AS (
+       INSERT INTO public.payment_outbox_items (
+         outbox_id, instruction_id, participant_id, sequence_id, idempotency_key, rail_type,
+         payload, payload_sha256, created_at)
+       VALUES (uuidv7(interval '-2 hours'), 'old-instruction', 'old-participant', 1, 'old-key',
+               'sandbox', '{}', repeat('0', 64), now() - interval '2 hours')
+       RETURNING outbox_id
+     )
+     INSERT INTO public.payment_outbox_attempts (attempt_id, outbox_id, attempt_no, state, completed_at)
+     SELECT uuidv7(interval '-2 hours'), outbox_id, 1, 'DISPATCHED', now() - interval '2 hours'
+       FROM old_item`,
   );
 });
 
@@ -60,6 +66,7 @@ describe('symphony-relay status (as symphony_readonly)', () => {
       leased: 2,
       expiredLeases: 1,
       oldestDueAgeSeconds: expect.any(Number),
+      rails: [{ railType: 'sandbox', pending: 5, due: 3, oldestDueAgeSeconds: expect.any(Number) }],
       attemptsLastHour: { DISPATCHED: 1, FAILED: 1, RETRYABLE: 0, ZOMBIE_REQUEUE: 0 },
     });
     expect(report.oldestDueAgeSeconds).toBeGreaterThanOrEqual(0);
@@ -74,6 +81,7 @@ describe('symphony-relay status (as symphony_readonly)', () => {
     expect(result.stdout).toMatch(/^leased\s+2$/m);
     expect(result.stdout).toMatch(/^expired leases\s+1$/m);
     expect(result.stdout).toMatch(/^oldest due item age\s+\d+\.\d s$/m);
+    expect(result.stdout).toMatch(/^\s+sandbox\s+5 \/ 3 \/ \d+\.\d s$/m);
     expect(result.stdout).toMatch(/^\s+DISPATCHED\s+1$/m);
     expect(result.stdout).toMatch(/^\s+FAILED\s+1$/m);
   });

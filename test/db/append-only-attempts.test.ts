@@ -36,24 +36,35 @@ describe('attempt row constraints', () => {
   it('INV-ATTEMPTS-NO-DISPATCHING: an attempt with state DISPATCHING is refused with 23514', async () => {
     await expectSqlState(
       db.owner.query(
-        `INSERT INTO public.payment_outbox_attempts (
-           outbox_id, instruction_id, participant_id, sequence_id, idempotency_key, rail_type, payload,
-           attempt_no, state)
-         VALUES (uuidv7(), 'i', 'p', 1, 'k', 'sandbox', '{}', 1, 'DISPATCHING')`,
+        `INSERT INTO public.payment_outbox_attempts (outbox_id, attempt_no, state)
+         VALUES ($1, 2, 'DISPATCHING')`,
+        [outboxId],
       ),
       '23514',
     );
   });
 
-  it('INV-ATTEMPTS-PAYLOAD-OBJECT: an attempt with a non-object payload is refused with 23514', async () => {
-    await expectSqlState(
+  it('INV-ATTEMPTS-ITEM-FK: an attempt for an item that was never enqueued is refused with 23503', async () => {
+    const error = await expectSqlState(
       db.owner.query(
-        `INSERT INTO public.payment_outbox_attempts (
-           outbox_id, instruction_id, participant_id, sequence_id, idempotency_key, rail_type, payload,
-           attempt_no, state)
-         VALUES (uuidv7(), 'i', 'p', 1, 'k', 'sandbox', '[]', 1, 'FAILED')`,
+        `INSERT INTO public.payment_outbox_attempts (outbox_id, attempt_no, state)
+         VALUES (uuidv7(), 1, 'FAILED')`,
       ),
-      '23514',
+      '23503',
     );
+    expect(error.message).toContain('fk_attempts_item');
+  });
+
+  it('INV-ATTEMPTS-NO-PAYLOAD: an attempt row holds the facts of the attempt, never the payload', async () => {
+    const { rows } = await db.owner.query<{ column_name: string }>(
+      `SELECT column_name FROM information_schema.columns
+        WHERE table_schema = 'public' AND table_name = 'payment_outbox_attempts'
+        ORDER BY ordinal_position`,
+    );
+    const columns = rows.map((row) => row.column_name);
+    for (const copied of ['payload', 'instruction_id', 'idempotency_key', 'rail_type']) {
+      expect(columns).not.toContain(copied);
+    }
+    expect(columns).toContain('outbox_id');
   });
 });

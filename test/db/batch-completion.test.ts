@@ -18,6 +18,8 @@ import {
   readPending,
   secondsBetween,
   seedPriorAttempts,
+  setRetryCeiling,
+  DEFAULT_RETRY_CEILING,
 } from '../support/outbox-fixtures.ts';
 import { connectAsEach, RUNTIME_ROLES } from '../support/role-boundaries.ts';
 import { expectSqlState } from '../support/sqlstate.ts';
@@ -42,8 +44,7 @@ function dispatched(item: ClaimedItem, overrides: Partial<Completion> = {}): Com
 /** Every attempt column a completion writes, minus ids and timestamps. */
 async function ledgerOf(outboxIds: readonly string[]) {
   const { rows } = await db.owner.query<Record<string, unknown>>(
-    `SELECT a.outbox_id, a.attempt_no, a.state::text AS state, a.instruction_id, a.participant_id,
-            a.sequence_id, a.idempotency_key, a.rail_type, a.payload, a.rail_reference, a.rail_code,
+    `SELECT a.outbox_id, a.attempt_no, a.state::text AS state, a.rail_reference, a.rail_code,
             a.error_code, a.error_message, a.latency_ms, a.worker_id,
             a.completed_at IS NOT NULL AS completed
        FROM public.payment_outbox_attempts a
@@ -123,7 +124,7 @@ describe('complete_outbox_batch', () => {
 
   it('INV-BATCH-COMPLETE-SAME-AS-SINGLE: a batch writes the same attempt rows and pending state as one complete_outbox_attempt per item, retry ceiling included', async () => {
     const session = client(0);
-    await session.query(`SET symphony.outbox_retry_ceiling = '4'`);
+    await setRetryCeiling(db.owner, 4);
     try {
       // [prior attempts, requested outcome]: the ceiling turns attempt 4 RETRYABLE into FAILED.
       const cases: [number, Partial<Completion>][] = [
@@ -176,14 +177,11 @@ describe('complete_outbox_batch', () => {
         'FAILED',
         'FAILED',
       ]);
-      // Same rows apart from the ids that differ by construction (outbox, instruction, key).
+      // Same rows apart from the outbox ids, which differ by construction.
       const comparable = async (ids: string[]) =>
         (await ledgerOf(ids)).map((row) => ({
           ...row,
           outbox_id: ids.indexOf(row.outbox_id as string),
-          instruction_id: undefined,
-          idempotency_key: undefined,
-          participant_id: undefined,
         }));
       const singleIds = single.map(({ item }) => item.outboxId);
       const batchIds = batch.map(({ item }) => item.outboxId);
@@ -208,13 +206,13 @@ describe('complete_outbox_batch', () => {
         expect(await delayOf(pendingBatch)).toBe(await delayOf(pendingSingle));
       }
     } finally {
-      await session.query('RESET symphony.outbox_retry_ceiling');
+      await setRetryCeiling(db.owner, DEFAULT_RETRY_CEILING);
     }
   });
 
   it('INV-BATCH-COMPLETE-CEILING: RETRYABLE at the retry ceiling is recorded FAILED (RETRY_CEILING) and leaves the queue; below it the lease is cleared and the item rescheduled', async () => {
     const session = client(1);
-    await session.query(`SET symphony.outbox_retry_ceiling = '3'`);
+    await setRetryCeiling(db.owner, 3);
     try {
       const [atCeiling, below] = await enqueueAndClaim(session, 2, { workerId: WORKER });
       if (!atCeiling || !below) throw new Error('fixture');
@@ -252,7 +250,7 @@ describe('complete_outbox_batch', () => {
       const [, recorded] = await readAttempts(db.owner, [below.outboxId]);
       expect(secondsBetween(recorded!.claimed_at, pending!.next_attempt_at)).toBe(9);
     } finally {
-      await session.query('RESET symphony.outbox_retry_ceiling');
+      await setRetryCeiling(db.owner, DEFAULT_RETRY_CEILING);
     }
   });
 
@@ -301,6 +299,7 @@ describe('complete_outbox_batch', () => {
         batchSize: 100,
         workerId: 'worker-b',
         leaseSeconds: 60,
+        railTypes: ['sandbox'],
       });
       expect(claimedByB.map((item) => item.outboxId).sort()).toEqual(
         lost.map((item) => item.outboxId).sort(),

@@ -84,7 +84,7 @@ describe('enqueue_payment_outbox_batch', () => {
       });
     });
     const { rows } = await db.owner.query<{ n: string }>(
-      `SELECT count(*) AS n FROM public.payment_outbox_pending WHERE instruction_id LIKE $1 || '%'`,
+      `SELECT count(*) AS n FROM public.payment_outbox_items WHERE instruction_id LIKE $1 || '%'`,
       [prefix],
     );
     expect(rows[0]?.n).toBe(String(outboxIdByKey.size));
@@ -107,6 +107,7 @@ describe('enqueue_payment_outbox_batch', () => {
       batchSize: 1000,
       workerId: 'finisher',
       leaseSeconds: 60,
+      railTypes: ['sandbox'],
     });
     const toFinish = [delivered.outboxId, rejected.outboxId];
     for (const item of claimed.filter((candidate) => toFinish.includes(candidate.outboxId))) {
@@ -124,7 +125,7 @@ describe('enqueue_payment_outbox_batch', () => {
       request(prefix, 'delivered'),
       request(prefix, 'fresh-2'),
       request(prefix, 'rejected'),
-      request(prefix, 'fresh-1', { payload: { different: 'payload, same key' } }),
+      request(prefix, 'fresh-1'),
     ]);
 
     expect(
@@ -140,6 +141,16 @@ describe('enqueue_payment_outbox_batch', () => {
     expect(results[2]!.createdAt.getTime()).toBeLessThanOrEqual(results[0]!.createdAt.getTime());
     expect(await nextSequenceOf(participantId)).toBe('6');
     expect(await sequencesOf(participantId)).toEqual(['1', '4', '5']);
+
+    // The same key with different content is another payment: refused, nothing changes.
+    await expectSqlState(
+      enqueuePaymentOutboxBatch(db.owner, [
+        request(prefix, 'fresh-3'),
+        request(prefix, 'fresh-1', { payload: { different: 'payload, same key' } }),
+      ]),
+      'P7402',
+    );
+    expect(await nextSequenceOf(participantId)).toBe('6');
 
     // The same batch again is a no-op returning the same rows.
     const again = await enqueuePaymentOutboxBatch(db.owner, [
@@ -166,7 +177,7 @@ describe('enqueue_payment_outbox_batch', () => {
         '23514',
       );
     }
-    // A missing payload is refused the same way.
+    // A missing payload is refused as missing.
     await expectSqlState(
       db.owner.query('SELECT * FROM public.enqueue_payment_outbox_batch($1::jsonb)', [
         JSON.stringify([
@@ -178,7 +189,7 @@ describe('enqueue_payment_outbox_batch', () => {
           },
         ]),
       ]),
-      '23514',
+      '23502',
     );
     expect(await sequencesOf(participantId)).toEqual(['1']);
     expect(await nextSequenceOf(participantId)).toBe('2');

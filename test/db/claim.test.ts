@@ -23,7 +23,12 @@ const { db, clients } = await outboxTestBed({ connections: 8, emptyQueueBeforeEa
 async function drain(client: pg.Client, workerId: string): Promise<ClaimedItem[]> {
   const claimed: ClaimedItem[] = [];
   for (;;) {
-    const batch = await claimOutboxBatch(client, { batchSize: 25, workerId, leaseSeconds: 300 });
+    const batch = await claimOutboxBatch(client, {
+      batchSize: 25,
+      workerId,
+      leaseSeconds: 300,
+      railTypes: ['sandbox'],
+    });
     if (batch.length === 0) return claimed;
     claimed.push(...batch);
   }
@@ -63,13 +68,14 @@ describe('claim_outbox_batch', () => {
       batchSize: 10,
       workerId: 'w',
       leaseSeconds: 30,
+      railTypes: ['sandbox'],
     });
     expect(item).toMatchObject({
       outboxId: id,
       instructionId: 'columns-1',
       participantId: 'columns-participant',
       sequenceId: '1',
-      idempotencyKey: 'key-1',
+      idempotencyKey: 'columns-key-1',
       railType: 'sandbox',
       payload: { n: 1 },
       attemptCount: 0,
@@ -89,6 +95,7 @@ describe('claim_outbox_batch', () => {
       batchSize: 100,
       workerId: 'w',
       leaseSeconds: 30,
+      railTypes: ['sandbox'],
     });
     expect(new Set(claimed.map((item) => item.outboxId))).toEqual(new Set(ids.slice(3)));
   });
@@ -101,6 +108,7 @@ describe('claim_outbox_batch', () => {
           batchSize: 100,
           workerId: `other-${index}`,
           leaseSeconds: 30,
+          railTypes: ['sandbox'],
         }),
       ).toEqual([]);
     }
@@ -119,6 +127,7 @@ describe('claim_outbox_batch', () => {
           batchSize: 100,
           workerId: `claimer-${index}`,
           leaseSeconds: 300,
+          railTypes: ['sandbox'],
         }),
       ),
     );
@@ -142,6 +151,7 @@ describe('claim_outbox_batch', () => {
       batchSize: 10,
       workerId: 'rescuer',
       leaseSeconds: 300,
+      railTypes: ['sandbox'],
     });
     expect(more).toEqual([]);
     expect(fresh).toMatchObject({ outboxId: stale.outboxId, attemptCount: 1 });
@@ -183,20 +193,40 @@ describe('claim_outbox_batch', () => {
 
   it('refuses a non-positive batch size or lease, and an empty worker id, with 22023', async () => {
     await expectSqlState(
-      claimOutboxBatch(db.owner, { batchSize: -1, workerId: 'w', leaseSeconds: 30 }),
+      claimOutboxBatch(db.owner, {
+        batchSize: -1,
+        workerId: 'w',
+        leaseSeconds: 30,
+        railTypes: ['sandbox'],
+      }),
       '22023',
     );
     await expectSqlState(
-      claimOutboxBatch(db.owner, { batchSize: 10, workerId: 'w', leaseSeconds: 0 }),
+      claimOutboxBatch(db.owner, {
+        batchSize: 10,
+        workerId: 'w',
+        leaseSeconds: 0,
+        railTypes: ['sandbox'],
+      }),
       '22023',
     );
     await expectSqlState(
-      claimOutboxBatch(db.owner, { batchSize: 10, workerId: ' ', leaseSeconds: 30 }),
+      claimOutboxBatch(db.owner, {
+        batchSize: 10,
+        workerId: ' ',
+        leaseSeconds: 30,
+        railTypes: ['sandbox'],
+      }),
       '22023',
     );
     // Zero free slots claims nothing and never reaches the database.
     expect(
-      await claimOutboxBatch(db.owner, { batchSize: 0, workerId: 'w', leaseSeconds: 30 }),
+      await claimOutboxBatch(db.owner, {
+        batchSize: 0,
+        workerId: 'w',
+        leaseSeconds: 30,
+        railTypes: ['sandbox'],
+      }),
     ).toEqual([]);
   });
 
@@ -204,17 +234,27 @@ describe('claim_outbox_batch', () => {
     // Every tenth row is leased (half of those expired), and leased rows carry the oldest
     // next_attempt_at: a scan that had to walk past them would meet them first.
     await db.owner.query(
+      `INSERT INTO public.payment_outbox_items
+         (outbox_id, instruction_id, participant_id, sequence_id, idempotency_key, rail_type,
+          payload, payload_sha256)
+       SELECT uuidv7(), 'bulk-' || g, 'bulk-participant-' || (g % 50), g, 'bulk-key-' || g,
+              'sandbox', '{}'::jsonb, repeat('0', 64)
+         FROM generate_series(1, 100000) AS g`,
+    );
+    await db.owner.query(
       `INSERT INTO public.payment_outbox_pending
-         (instruction_id, participant_id, sequence_id, idempotency_key, rail_type, payload,
+         (outbox_id, participant_id, sequence_id, rail_type,
           next_attempt_at, claimed_by, lease_token, lease_expires_at)
-       SELECT 'bulk-' || g, 'bulk-participant-' || (g % 50), g, 'key-' || g, 'sandbox', '{}'::jsonb,
+       SELECT i.outbox_id, i.participant_id, g, 'sandbox',
               CASE WHEN leased THEN now() - interval '2 hours'
                    ELSE now() - (g % 3600) * interval '1 second' + (g % 7) * interval '1 hour' END,
               CASE WHEN leased THEN 'bulk-worker' END,
               CASE WHEN leased THEN uuidv7() END,
               CASE WHEN leased THEN now() + CASE WHEN g % 20 = 0 THEN -60 ELSE 300 END * interval '1 second' END
-         FROM generate_series(1, 100000) AS g
-        CROSS JOIN LATERAL (SELECT g % 10 = 0 AS leased) AS l`,
+         FROM public.payment_outbox_items i
+        CROSS JOIN LATERAL (SELECT i.sequence_id AS g) AS n
+        CROSS JOIN LATERAL (SELECT g % 10 = 0 AS leased) AS l
+        WHERE i.instruction_id LIKE 'bulk-%'`,
     );
     await db.owner.query('ANALYZE public.payment_outbox_pending');
 
@@ -223,13 +263,18 @@ describe('claim_outbox_batch', () => {
       FROM public.payment_outbox_pending d
      WHERE d.claimed_by IS NULL
        AND d.next_attempt_at <= now()
+       AND d.rail_type = ANY ('{sandbox}'::text[])
      ORDER BY d.next_attempt_at, d.created_at
      LIMIT 100
      FOR UPDATE SKIP LOCKED`;
     const { rows: source } = await db.owner.query<{ src: string }>(
-      `SELECT prosrc AS src FROM pg_proc WHERE oid = 'public.claim_outbox_batch(int, text, int)'::regprocedure`,
+      `SELECT prosrc AS src FROM pg_proc WHERE oid = 'public.claim_outbox_batch(int, text, int, text[])'::regprocedure`,
     );
-    const normalise = (sql: string) => sql.replace(/\s+/g, ' ').replace(/LIMIT \S+/, 'LIMIT n');
+    const normalise = (sql: string) =>
+      sql
+        .replace(/\s+/g, ' ')
+        .replace(/LIMIT \S+/, 'LIMIT n')
+        .replace(/ANY \(\S+\)/, 'ANY (rails)');
     expect(normalise(source[0]?.src ?? '')).toContain(normalise(dueSelect));
 
     const { rows } = await db.owner.query<{ 'QUERY PLAN': unknown }>(
@@ -262,6 +307,7 @@ describe('claim_outbox_batch', () => {
       batchSize: 100,
       workerId: 'w',
       leaseSeconds: 30,
+      railTypes: ['sandbox'],
     });
     expect(claimed).toHaveLength(100);
     expect(claimed.every((item) => !item.instructionId.endsWith('0'))).toBe(true);

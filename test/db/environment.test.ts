@@ -66,12 +66,12 @@ describe('ids default to the built-in pg_catalog.uuidv7()', () => {
 });
 
 describe('schema shape the invariants rely on', () => {
-  it('INV-ATTEMPTS-NO-FK: attempts carry no foreign key to pending (terminal outcomes delete pending rows)', async () => {
-    const { rows } = await db.owner.query(
-      `SELECT conname FROM pg_constraint
+  it('INV-ATTEMPTS-NO-FK: attempts reference only the item record, never pending (terminal outcomes delete pending rows)', async () => {
+    const { rows } = await db.owner.query<{ conname: string; target: string }>(
+      `SELECT conname, confrelid::regclass::text AS target FROM pg_constraint
         WHERE conrelid = 'public.payment_outbox_attempts'::regclass AND contype = 'f'`,
     );
-    expect(rows).toEqual([]);
+    expect(rows).toEqual([{ conname: 'fk_attempts_item', target: 'payment_outbox_items' }]);
   });
 
   it('INV-FUNC-DEFINER-PINNED: every outbox function is SECURITY DEFINER with search_path pinned to pg_catalog, public, pg_temp', async () => {

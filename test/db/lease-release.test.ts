@@ -59,6 +59,7 @@ describe('release_outbox_leases', () => {
       batchSize: 10,
       workerId: 'next',
       leaseSeconds: 30,
+      railTypes: ['sandbox'],
     });
     expect(new Set(reclaimed.map((item) => item.outboxId))).toEqual(
       new Set([first.outboxId, second.outboxId]),

@@ -61,8 +61,8 @@ describe('NOTIFY outbox_pending wakes workers when work is committed', () => {
 
   it('a statement that inserts no rows does not notify', async () => {
     await writer.query(
-      `INSERT INTO public.payment_outbox_pending (instruction_id, participant_id, sequence_id, idempotency_key, rail_type, payload)
-       SELECT 'never', 'never', 1, 'never', 'sandbox', '{}'::jsonb WHERE false`,
+      `INSERT INTO public.payment_outbox_pending (outbox_id, participant_id, sequence_id, rail_type)
+       SELECT uuidv7(), 'never', 1, 'sandbox' WHERE false`,
     );
     await recorder.sync(prober);
     expect(recorder.on(CHANNEL)).toEqual([]);

@@ -20,7 +20,7 @@ const nobody = await nobodyLogin.connect();
 afterAll(() => nobody.end());
 
 const ENQUEUE = `SELECT * FROM public.enqueue_payment_outbox($1, 'participant-priv', $2, 'sandbox', '{"amount": 1}'::jsonb)`;
-const CLAIM = `SELECT * FROM public.claim_outbox_batch(10, 'priv-worker', 30)`;
+const CLAIM = `SELECT * FROM public.claim_outbox_batch(10, 'priv-worker', 30, '{sandbox}')`;
 const COMPLETE_UNKNOWN = `SELECT * FROM public.complete_outbox_attempt(uuidv7(), uuidv7(), 'priv-worker', 'DISPATCHED')`;
 const REPAIR = `SELECT * FROM public.repair_expired_leases(10, 'priv-repairer')`;
 const BUMP = `SELECT public.bump_participant_outbox_seq('participant-priv')`;
@@ -250,7 +250,7 @@ describe('security definer functions', () => {
     expect(rows.map((row) => row.name)).toEqual(
       expect.arrayContaining([
         'enqueue_payment_outbox(text,text,text,text,jsonb)',
-        'claim_outbox_batch(integer,text,integer)',
+        'claim_outbox_batch(integer,text,integer,text[])',
         'repair_expired_leases(integer,text)',
       ]),
     );

@@ -14,6 +14,8 @@ import {
   readPending,
   secondsBetween,
   seedPriorAttempts,
+  setRetryCeiling,
+  DEFAULT_RETRY_CEILING,
 } from '../support/outbox-fixtures.ts';
 import { expectSqlState } from '../support/sqlstate.ts';
 
@@ -119,7 +121,7 @@ describe('repair_expired_leases', () => {
   it('INV-REPAIR-RETRY-CEILING: a zombie requeue reaching the ceiling ends the item FAILED with RETRY_CEILING', async () => {
     const session = clients[0];
     if (!session) throw new Error('no client');
-    await session.query(`SET symphony.outbox_retry_ceiling = '3'`);
+    await setRetryCeiling(db.owner, 3);
     try {
       const [item] = await enqueueAndClaim(db.owner, 1, { workerId: 'crashed' });
       if (!item) throw new Error('fixture claimed nothing');
@@ -139,17 +141,18 @@ describe('repair_expired_leases', () => {
         batchSize: 10,
         workerId: 'w',
         leaseSeconds: 30,
+        railTypes: ['sandbox'],
       });
       expect(again).toBeUndefined();
     } finally {
-      await session.query('RESET symphony.outbox_retry_ceiling');
+      await setRetryCeiling(db.owner, DEFAULT_RETRY_CEILING);
     }
   });
 
   it('INV-REPAIR-RETRY-CEILING: re-enqueueing an item failed at the ceiling by repair reports FAILED', async () => {
     const session = clients[1];
     if (!session) throw new Error('no client');
-    await session.query(`SET symphony.outbox_retry_ceiling = '1'`);
+    await setRetryCeiling(db.owner, 1);
     try {
       const request = {
         instructionId: 'ceiling-instruction',
@@ -159,7 +162,12 @@ describe('repair_expired_leases', () => {
         payload: { a: 1 },
       };
       const first = await enqueuePaymentOutbox(db.owner, request);
-      await claimOutboxBatch(db.owner, { batchSize: 10, workerId: 'crashed', leaseSeconds: 30 });
+      await claimOutboxBatch(db.owner, {
+        batchSize: 10,
+        workerId: 'crashed',
+        leaseSeconds: 30,
+        railTypes: ['sandbox'],
+      });
       await expireLeases(db.owner, [first.outboxId]);
       await repairExpiredLeases(session, { batchSize: 10, workerId: 'repairer' });
       expect(await enqueuePaymentOutbox(db.owner, request)).toMatchObject({
@@ -167,29 +175,28 @@ describe('repair_expired_leases', () => {
         state: 'FAILED',
       });
     } finally {
-      await session.query('RESET symphony.outbox_retry_ceiling');
+      await setRetryCeiling(db.owner, DEFAULT_RETRY_CEILING);
     }
   });
 
-  it('a bad retry ceiling setting fails the repair with 22023 before anything changes', async () => {
+  it("INV-LIMITS-NOT-SESSION: an executor session's symphony.outbox_retry_ceiling = '1' does not fail a repaired item", async () => {
     const session = clients[2];
     if (!session) throw new Error('no client');
     const [item] = await enqueueAndClaim(db.owner, 1, { workerId: 'crashed' });
     if (!item) throw new Error('fixture claimed nothing');
     await expireLeases(db.owner, [item.outboxId]);
-    await session.query(`SET symphony.outbox_retry_ceiling = 'lots'`);
+    await session.query(`SET symphony.outbox_retry_ceiling = '1'`);
     try {
-      await expectSqlState(
-        repairExpiredLeases(session, { batchSize: 10, workerId: 'repairer' }),
-        '22023',
-      );
+      expect(await repairExpiredLeases(session, { batchSize: 10, workerId: 'repairer' })).toEqual([
+        { outboxId: item.outboxId, attemptNo: 1 },
+      ]);
     } finally {
       await session.query('RESET symphony.outbox_retry_ceiling');
     }
-    expect(await readAttempts(db.owner, [item.outboxId])).toEqual([]);
-    expect(await readPending(db.owner, item.outboxId)).toMatchObject({
-      lease_token: item.leaseToken,
-    });
+    expect((await readAttempts(db.owner, [item.outboxId])).map((row) => row.state)).toEqual([
+      'ZOMBIE_REQUEUE',
+    ]);
+    expect(await readPending(db.owner, item.outboxId)).toMatchObject({ claimed_by: null });
   });
 
   it('refuses a non-positive batch size with 22023', async () => {

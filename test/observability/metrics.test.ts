@@ -20,6 +20,8 @@ const EXPECTED_METRICS: Record<string, 'counter' | 'gauge' | 'histogram'> = {
   symphony_relay_queue_expired_leases: 'gauge',
   symphony_relay_queue_oldest_due_age_seconds: 'gauge',
   symphony_relay_queue_stats_timestamp_seconds: 'gauge',
+  symphony_relay_queue_rail_due: 'gauge',
+  symphony_relay_queue_rail_oldest_due_age_seconds: 'gauge',
   symphony_relay_listener_connected: 'gauge',
   symphony_relay_db_pool_connections: 'gauge',
   symphony_relay_worker_up: 'gauge',
@@ -56,6 +58,32 @@ describe('RelayerMetrics', () => {
     const text = await first.text();
     expect(text).toContain('# TYPE process_cpu_seconds_total counter');
     expect(text).toContain('# TYPE nodejs_eventloop_lag_seconds gauge');
+  });
+
+  it('INV-METRICS-RAIL-LABELS-BOUNDED: rail types that are not configured share the label "other", however many there are', async () => {
+    const metrics = new RelayerMetrics();
+    metrics.initialiseSeries(['bank']);
+    for (let n = 0; n < 500; n += 1) {
+      metrics.claimed(`producer-chosen-${n}`, 1);
+      metrics.completed(`producer-chosen-${n}`, 'dispatched', 0.01, 0.1);
+      metrics.leaseLost(`producer-chosen-${n}`);
+    }
+    metrics.setRailQueueStats(
+      Array.from({ length: 500 }, (_, n) => ({
+        railType: `producer-chosen-${n}`,
+        pending: 1,
+        due: 1,
+        oldestDueAgeSeconds: n,
+      })),
+    );
+    const text = await metrics.text();
+    const rails = new Set([...text.matchAll(/rail="([^"]*)"/g)].map((match) => match[1]));
+    expect(rails).toEqual(new Set(['bank', 'other']));
+    const series = samples(text);
+    expect(series.get('symphony_relay_items_claimed_total{rail="other"}')).toBe(500);
+    expect(series.get('symphony_relay_queue_rail_due{rail="other"}')).toBe(500);
+    expect(series.get('symphony_relay_queue_rail_oldest_due_age_seconds{rail="other"}')).toBe(499);
+    expect(series.get('symphony_relay_queue_rail_due{rail="bank"}')).toBe(0);
   });
 
   it('labels each series as the dashboards and alerts expect', async () => {

@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { enqueueItems } from '../support/outbox-fixtures.ts';
+import { enqueueItems, setRetryCeiling } from '../support/outbox-fixtures.ts';
 import { waitUntil } from '../support/processes.ts';
 import type { RailServer } from '../support/rail-server.ts';
 import {
@@ -32,8 +32,9 @@ describe('delivery through the http rail', () => {
       idempotency_key: string;
       n: number;
     }>(
-      `SELECT outbox_id, idempotency_key, count(*)::int AS n FROM payment_outbox_attempts
-        WHERE state = 'DISPATCHED' GROUP BY outbox_id, idempotency_key`,
+      `SELECT a.outbox_id, i.idempotency_key, count(*)::int AS n
+         FROM payment_outbox_attempts a JOIN payment_outbox_items i USING (outbox_id)
+        WHERE a.state = 'DISPATCHED' GROUP BY a.outbox_id, i.idempotency_key`,
     );
     expect(rows).toHaveLength(500);
     expect(rows.every((row) => row.n === 1)).toBe(true);
@@ -53,10 +54,10 @@ describe('delivery through the http rail', () => {
       prefix: 'retry-after',
       railType: 'bank',
     });
-    rail.respondToKey('key-1', { status: 503, headers: { 'retry-after': '2' } });
+    rail.respondToKey('retry-after-key-1', { status: 503, headers: { 'retry-after': '2' } });
     const firstCall = rail.requests.length;
     await waitForFirstAttempt(id!);
-    rail.respondToKey('key-1', { status: 200, body: { reference: 'after-retry' } });
+    rail.respondToKey('retry-after-key-1', { status: 200, body: { reference: 'after-retry' } });
     await waitForAllTerminal(target.db, 501);
 
     const attempts = await attemptsOf(target.db, id!);
@@ -72,19 +73,19 @@ describe('delivery through the http rail', () => {
 
   it('records FAILED with the status for a 4xx rejection, without retrying', async () => {
     const [id] = await enqueueItems(target.db.owner, 1, { prefix: 'reject', railType: 'bank' });
-    rail.respondToKey('key-1', { status: 422, body: { error: 'invalid account' } });
+    rail.respondToKey('reject-key-1', { status: 422, body: { error: 'invalid account' } });
     await waitForAllTerminal(target.db, 502);
     expect(
       (await attemptsOf(target.db, id!)).map((a) => [a.state, a.error_code, a.rail_code]),
     ).toEqual([['FAILED', 'HTTP_422', '422']]);
-    rail.respondToKey('key-1', { status: 200 });
+    rail.respondToKey('reject-key-1', { status: 200 });
   });
 
   it('records a rail timeout as RETRYABLE TIMEOUT and delivers on the next attempt', async () => {
     const [id] = await enqueueItems(target.db.owner, 1, { prefix: 'slow', railType: 'bank' });
-    rail.respondToKey('key-1', { status: 200, delayMs: 3_000 });
+    rail.respondToKey('slow-key-1', { status: 200, delayMs: 3_000 });
     await waitForFirstAttempt(id!);
-    rail.respondToKey('key-1', { status: 200, body: { reference: 'fast-now' } });
+    rail.respondToKey('slow-key-1', { status: 200, body: { reference: 'fast-now' } });
     await waitForAllTerminal(target.db, 503);
     expect((await attemptsOf(target.db, id!)).map((a) => [a.state, a.error_code])).toEqual([
       ['RETRYABLE', 'TIMEOUT'],
@@ -92,14 +93,32 @@ describe('delivery through the http rail', () => {
     ]);
   });
 
-  it('records FAILED UNKNOWN_RAIL for a rail_type with no adapter', async () => {
-    const [id] = await enqueueItems(target.db.owner, 1, {
+  it('INV-RELAY-RAIL-ROUTING: an item whose rail_type this worker has no adapter for is never claimed, never FAILED', async () => {
+    const [unserved] = await enqueueItems(target.db.owner, 1, {
       prefix: 'nowhere',
       railType: 'carrier-pigeon',
     });
-    await waitForAllTerminal(target.db, 504);
-    expect((await attemptsOf(target.db, id!)).map((a) => [a.state, a.error_code])).toEqual([
-      ['FAILED', 'UNKNOWN_RAIL'],
+    // Enqueued after it, due after it: once this one is done, a claim has passed the other by.
+    const [served] = await enqueueItems(target.db.owner, 1, {
+      prefix: 'after-nowhere',
+      railType: 'bank',
+    });
+    await waitUntil(
+      async () =>
+        (await attemptsOf(target.db, served!)).some((a) => a.state === 'DISPATCHED')
+          ? true
+          : undefined,
+      { description: 'the bank item enqueued after the unserved one dispatched' },
+    );
+    expect(await attemptsOf(target.db, unserved!)).toEqual([]);
+    const { rows } = await target.db.owner.query<{ claimed_by: string | null }>(
+      'SELECT claimed_by FROM payment_outbox_pending WHERE outbox_id = $1',
+      [unserved],
+    );
+    expect(rows).toEqual([{ claimed_by: null }]);
+    // Leave the queue empty for the other tests' "nothing pending" waits.
+    await target.db.owner.query('DELETE FROM payment_outbox_pending WHERE outbox_id = $1', [
+      unserved,
     ]);
   });
 
@@ -113,9 +132,7 @@ describe('delivery through the http rail', () => {
 describe('retry ceiling', () => {
   it('ends an item FAILED when the rail keeps answering RETRYABLE', async () => {
     const { target, rail, stop } = await startRelayerOnHttpRail({}, async ({ target, rail }) => {
-      await target.db.owner.query(
-        `ALTER DATABASE ${target.db.name} SET symphony.outbox_retry_ceiling = '3'`,
-      );
+      await setRetryCeiling(target.db.owner, 3);
       rail.setDefault({ status: 503, headers: { 'retry-after': '0' } });
     });
     try {

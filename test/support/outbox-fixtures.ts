@@ -58,7 +58,7 @@ export async function enqueueItems(
       CROSS JOIN LATERAL public.enqueue_payment_outbox(
         $2 || '-' || g.n,
         ($3::text[])[1 + (g.n - 1) % cardinality($3::text[])],
-        'key-' || g.n,
+        $2 || '-key-' || g.n,
         $4,
         jsonb_build_object('n', g.n)
       ) AS e
@@ -79,6 +79,7 @@ export async function enqueueAndClaim(
     batchSize: count,
     workerId: options.workerId,
     leaseSeconds: options.leaseSeconds ?? 60,
+    railTypes: ['sandbox'],
   });
   const wanted = new Set(ids);
   const mine = claimed.filter((item) => wanted.has(item.outboxId));
@@ -117,11 +118,8 @@ export async function seedPriorAttempts(
   count: number,
 ): Promise<void> {
   await owner.query(
-    `INSERT INTO public.payment_outbox_attempts (
-       outbox_id, instruction_id, participant_id, sequence_id, idempotency_key, rail_type, payload,
-       attempt_no, state, worker_id)
-     SELECT p.outbox_id, p.instruction_id, p.participant_id, p.sequence_id, p.idempotency_key,
-            p.rail_type, p.payload, g.n, 'RETRYABLE', 'fixture'
+    `INSERT INTO public.payment_outbox_attempts (outbox_id, attempt_no, state, worker_id)
+     SELECT p.outbox_id, g.n, 'RETRYABLE', 'fixture'
        FROM public.payment_outbox_pending p CROSS JOIN generate_series(1, $2::int) AS g(n)
       WHERE p.outbox_id = $1`,
     [outboxId, count],
@@ -137,11 +135,12 @@ export async function readAttempts(
   outboxIds: readonly string[],
 ): Promise<AttemptRow[]> {
   const { rows } = await owner.query<AttemptRow>(
-    `SELECT outbox_id, instruction_id, attempt_no, state::text AS state, worker_id, rail_reference,
-            error_code, error_message, claimed_at, completed_at
-       FROM public.payment_outbox_attempts
-      WHERE outbox_id = ANY($1::uuid[])
-      ORDER BY outbox_id, attempt_no`,
+    `SELECT a.outbox_id, i.instruction_id, a.attempt_no, a.state::text AS state, a.worker_id,
+            a.rail_reference, a.error_code, a.error_message, a.claimed_at, a.completed_at
+       FROM public.payment_outbox_attempts a
+       JOIN public.payment_outbox_items i ON i.outbox_id = a.outbox_id
+      WHERE a.outbox_id = ANY($1::uuid[])
+      ORDER BY a.outbox_id, a.attempt_no`,
     [outboxIds],
   );
   return rows;
@@ -212,4 +211,15 @@ export async function outboxTestBed(
 /** Whole seconds between two timestamps the database produced in one transaction. */
 export function secondsBetween(earlier: Date, later: Date): number {
   return (later.getTime() - earlier.getTime()) / 1000;
+}
+
+/** The default of outbox_limits.retry_ceiling (0019). */
+export const DEFAULT_RETRY_CEILING = 20;
+
+/**
+ * Sets the operator's retry ceiling as the owner (the only way besides set_outbox_limit:
+ * session settings no longer count). Tests restore DEFAULT_RETRY_CEILING in a finally.
+ */
+export async function setRetryCeiling(owner: Queryable, ceiling: number): Promise<void> {
+  await owner.query('UPDATE public.outbox_limits SET retry_ceiling = $1', [ceiling]);
 }

@@ -32,6 +32,7 @@ export function populatedRelayerMetrics(options: RelayerMetricsOptions = {}): Re
     poolStats: () => ({ totalCount: 4, idleCount: 3, waitingCount: 0 }),
     ...options,
   });
+  metrics.initialiseSeries(['http']);
   metrics.setWorkerUp(true);
   metrics.tick();
   metrics.setListenerConnected(true);
@@ -51,6 +52,11 @@ export function populatedRelayerMetrics(options: RelayerMetricsOptions = {}): Re
     expiredLeases: 1,
     oldestDueAgeSeconds: 12.5,
   });
+  metrics.setRailQueueStats([
+    { railType: 'http', pending: 6, due: 3, oldestDueAgeSeconds: 2 },
+    { railType: 'unserved-a', pending: 3, due: 1, oldestDueAgeSeconds: 12.5 },
+    { railType: 'unserved-b', pending: 1, due: 0, oldestDueAgeSeconds: null },
+  ]);
   return metrics;
 }
 
