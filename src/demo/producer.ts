@@ -56,10 +56,13 @@ export function startDemoProducer(options: DemoProducerOptions): { stop(): Promi
     for (let i = 0; i < count; i += 1) {
       sequence += 1;
       const participantId = PARTICIPANTS[sequence % PARTICIPANTS.length] ?? 'bank-za-001';
+      // One key per instruction, unique across runs on a kept data directory: one key is
+      // one payment, so a restarted demo must not reuse the last run's keys.
+      const instruction = randomUUID();
       await enqueuePaymentOutbox(pool, {
-        instructionId: `demo-${randomUUID()}`,
+        instructionId: `demo-${instruction}`,
         participantId,
-        idempotencyKey: `demo-key-${sequence}`,
+        idempotencyKey: `demo-key-${instruction}`,
         railType: options.railType,
         payload: {
           amount: {
