@@ -27,7 +27,7 @@ function bounded(text: string, max: number): string {
 
 /**
  * Delivers one item and always comes back with an outcome, within `timeoutMs`: an unknown
- * rail_type is FAILED, an adapter that throws, returns garbage, or hangs (even one that
+ * rail_type is RETRYABLE (never FAILED by configuration), an adapter that throws, returns garbage, or hangs (even one that
  * ignores its abort signal) is RETRYABLE. Every claimed item therefore reaches completion;
  * a late answer from an adapter after its timeout is discarded, and the redelivery carries
  * the same idempotency key.
@@ -49,9 +49,11 @@ async function settle(
 ): Promise<DispatchOutcome> {
   const adapter = registry.get(request.railType);
   if (!adapter) {
+    // Claims name the served rail types, so this is a bug, not a configuration: never FAIL a
+    // payment for it; retry, and let a worker that serves the rail deliver it.
     const known = registry.railTypes();
     return {
-      state: 'FAILED',
+      state: 'RETRYABLE',
       errorCode: 'UNKNOWN_RAIL',
       errorMessage: `no rail adapter is configured for rail_type ${JSON.stringify(request.railType)} (configured: ${known.length ? known.join(', ') : 'none'}); add it to SYMPHONY_RAILS`,
     };

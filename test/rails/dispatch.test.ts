@@ -44,16 +44,18 @@ describe('dispatchSafely', () => {
     expect(outcome.latencyMs).toBeGreaterThanOrEqual(0);
   });
 
-  it('fails an item whose rail_type has no adapter with UNKNOWN_RAIL', async () => {
+  it('retries (never fails) an item whose rail_type has no adapter, with UNKNOWN_RAIL', async () => {
     const { rail } = adapter(async () => ({ state: 'DISPATCHED', railReference: null }));
     const outcome = await dispatchSafely(
       registryWith(rail),
       dispatchInput({ railType: 'swift' }),
       options,
     );
-    expect(outcome).toMatchObject({ state: 'FAILED', errorCode: 'UNKNOWN_RAIL' });
-    expect(outcome.state === 'FAILED' && outcome.errorMessage).toContain('"swift"');
-    expect(outcome.state === 'FAILED' && outcome.errorMessage).toContain('configured: test-rail');
+    expect(outcome).toMatchObject({ state: 'RETRYABLE', errorCode: 'UNKNOWN_RAIL' });
+    expect(outcome.state === 'RETRYABLE' && outcome.errorMessage).toContain('"swift"');
+    expect(outcome.state === 'RETRYABLE' && outcome.errorMessage).toContain(
+      'configured: test-rail',
+    );
   });
 
   it('turns an adapter that throws into RETRYABLE with the error class as the code', async () => {
