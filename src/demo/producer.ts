@@ -32,15 +32,15 @@ export function startDemoProducer(options: DemoProducerOptions): { stop(): Promi
     ),
   );
   let owed = 0;
-  let busy = false;
+  let inFlight: Promise<void> | undefined;
+  let stopped = false;
   let sequence = 0;
   const timer = setInterval(() => {
     owed += options.itemsPerSecond / TICKS_PER_SECOND;
-    if (busy) return;
-    busy = true;
+    if (inFlight) return;
     const count = Math.floor(owed);
     owed -= count;
-    void enqueueMany(count)
+    inFlight = enqueueMany(count)
       .catch((error: Error) =>
         options.logger.error(
           { event: 'demo_enqueue_failed', err: { message: error.message } },
@@ -48,12 +48,12 @@ export function startDemoProducer(options: DemoProducerOptions): { stop(): Promi
         ),
       )
       .finally(() => {
-        busy = false;
+        inFlight = undefined;
       });
   }, 1000 / TICKS_PER_SECOND);
 
   async function enqueueMany(count: number): Promise<void> {
-    for (let i = 0; i < count; i += 1) {
+    for (let i = 0; i < count && !stopped; i += 1) {
       sequence += 1;
       const participantId = PARTICIPANTS[sequence % PARTICIPANTS.length] ?? 'bank-za-001';
       await enqueuePaymentOutbox(pool, {
@@ -76,7 +76,11 @@ export function startDemoProducer(options: DemoProducerOptions): { stop(): Promi
 
   return {
     async stop() {
+      // The pool ends only after the enqueue in flight: ending it first made that enqueue
+      // fail with "Cannot use a pool after calling end on the pool".
+      stopped = true;
       clearInterval(timer);
+      await inFlight;
       await pool.end();
     },
   };
