@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { enqueuePaymentOutbox } from '../db/outbox.ts';
-import { createPool } from '../db/pool.ts';
+import { createPool, logPoolTransitions } from '../db/pool.ts';
 
 export interface DemoProducerOptions {
   /** Login role allowed to act as symphony_ingest. */
@@ -16,21 +16,16 @@ const TICKS_PER_SECOND = 10;
 
 /**
  * A steady flow of payment instructions through enqueue_payment_outbox, acting as
- * symphony_ingest exactly as an upstream service would: it can enqueue and nothing else.
+ * symphony_ingest exactly as an upstream service would (its login's sessions start as that
+ * role): it can enqueue and nothing else.
  */
 export function startDemoProducer(options: DemoProducerOptions): { stop(): Promise<void> } {
   const pool = createPool({
     connectionString: options.connectionString,
     applicationName: 'symphony-relay demo producer',
     max: 2,
-    actAs: 'symphony_ingest',
   });
-  pool.on('error', (error) =>
-    options.logger.error(
-      { event: 'pool_error', err: { message: error.message } },
-      'producer connection failed',
-    ),
-  );
+  logPoolTransitions(pool, options.logger, 'demo producer');
   let owed = 0;
   let inFlight: Promise<void> | undefined;
   let stopped = false;
