@@ -423,7 +423,7 @@ const SERVICE_LINK_URL = /^(tcp|udp|sctp):\/\/\S+:\d{1,5}$/;
 export function isServiceLinkVariable(name: string, value: string | undefined): boolean {
   if (value === undefined) return false;
   const link =
-    /^SYMPHONY(?:_[A-Z0-9_]+)?_(SERVICE_HOST|SERVICE_PORT(?:_[A-Z0-9_]+)?|PORT(?:_\d{1,5}_(?:TCP|UDP|SCTP)(?:_(PROTO|PORT|ADDR))?)?)$/.exec(
+    /^SYMPHONY(?:_[A-Z0-9_]+?)?_(SERVICE_HOST|SERVICE_PORT(?:_[A-Z0-9_]+)?|PORT(?:_\d{1,5}_(?:TCP|UDP|SCTP)(?:_(PROTO|PORT|ADDR))?)?)$/.exec(
       name,
     );
   if (!link) return false;
