@@ -11,6 +11,8 @@ export const RUNTIME_ROLES = [
 export type RuntimeRole = (typeof RUNTIME_ROLES)[number];
 
 const LOGIN_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+/** The values templates ship with (deploy/.env.example): never a real secret. */
+const PLACEHOLDER_PASSWORD = /change-?me|placeholder|example/i;
 
 export interface LoginRoleSpec {
   name: string;
@@ -53,6 +55,11 @@ export async function ensureLoginRole(
   }
   if (spec.password.length < 12) {
     throw new Error('the login password is too short: use at least 12 characters');
+  }
+  if (PLACEHOLDER_PASSWORD.test(spec.password)) {
+    throw new Error(
+      'the login password is a placeholder (it contains "change-me", "changeme", "placeholder" or "example"): set a real secret',
+    );
   }
   const exists = await db.query('SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1', [
     spec.name,

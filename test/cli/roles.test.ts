@@ -60,6 +60,17 @@ describe('symphony-relay roles create-login', () => {
     expect(reserved.stderr).toMatch(/login role name "symphony_sneaky" is invalid/);
   });
 
+  it('refuses a placeholder password such as the one deploy/.env.example ships', async () => {
+    const db = await freshDatabase();
+    const result = await runCli(['roles', 'create-login', '--name', 'placeholder_login'], {
+      DATABASE_URL: db.ownerUrl,
+      SYMPHONY_LOGIN_PASSWORD: 'change-me-relayer-password',
+    });
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toMatch(/the login password is a placeholder/);
+    expect(result.stderr).not.toContain('change-me-relayer-password');
+  });
+
   it('requires the password in SYMPHONY_LOGIN_PASSWORD', async () => {
     const db = await freshDatabase();
     const result = await runCli(['roles', 'create-login', '--name', 'nopass'], {
