@@ -117,7 +117,7 @@ const SETTINGS = {
   SYMPHONY_DB_ROLE: setting(
     matching(/^[a-z_][a-z0-9_]{0,62}$/, 'a lowercase PostgreSQL role name'),
     'symphony_executor',
-    'NOLOGIN role every session of the login must act as from its start (the login's role-level default, set by roles create-login); start is refused otherwise.',
+    'NOLOGIN role every session of the login must act as from its start (the role-level default of the login, set by roles create-login); start is refused otherwise.',
   ),
   SYMPHONY_WORKER_ID: setting(
     matching(
