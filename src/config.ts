@@ -117,7 +117,7 @@ const SETTINGS = {
   SYMPHONY_DB_ROLE: setting(
     matching(/^[a-z_][a-z0-9_]{0,62}$/, 'a lowercase PostgreSQL role name'),
     'symphony_executor',
-    'NOLOGIN role every connection switches to with SET ROLE before its first query.',
+    'NOLOGIN role every session of the login must act as from its start (the role-level default of the login, set by roles create-login); start is refused otherwise.',
   ),
   SYMPHONY_WORKER_ID: setting(
     matching(
@@ -408,11 +408,40 @@ function checkRailTimeouts(config: RelayerConfig): void {
   }
 }
 
+const SERVICE_LINK_ADDRESS = /^[0-9a-fA-F.:]+$/;
+const SERVICE_LINK_PORT = /^\d{1,5}$/;
+const SERVICE_LINK_URL = /^(tcp|udp|sctp):\/\/\S+:\d{1,5}$/;
+
+/**
+ * Kubernetes injects service-link variables for every Service in the namespace (unless the
+ * pod sets enableServiceLinks: false): a Service `symphony-relay` gives
+ * SYMPHONY_RELAY_SERVICE_HOST=10.0.0.7, SYMPHONY_RELAY_SERVICE_PORT=9464,
+ * SYMPHONY_RELAY_PORT=tcp://10.0.0.7:9464, SYMPHONY_RELAY_PORT_9464_TCP(_PROTO|_PORT|_ADDR)=….
+ * They are ignored, but only with Kubernetes' own value shapes, so a typo such as
+ * SYMPHONY_HTT_PORT=9465 is still refused.
+ */
+export function isServiceLinkVariable(name: string, value: string | undefined): boolean {
+  if (value === undefined) return false;
+  const link =
+    /^SYMPHONY(?:_[A-Z0-9_]+?)?_(SERVICE_HOST|SERVICE_PORT(?:_[A-Z0-9_]+)?|PORT(?:_\d{1,5}_(?:TCP|UDP|SCTP)(?:_(PROTO|PORT|ADDR))?)?)$/.exec(
+      name,
+    );
+  if (!link) return false;
+  const [, kind, part] = link;
+  if (kind === 'SERVICE_HOST') return SERVICE_LINK_ADDRESS.test(value);
+  if (kind?.startsWith('SERVICE_PORT')) return SERVICE_LINK_PORT.test(value);
+  if (part === 'PROTO') return /^(tcp|udp|sctp)$/.test(value);
+  if (part === 'PORT') return SERVICE_LINK_PORT.test(value);
+  if (part === 'ADDR') return SERVICE_LINK_ADDRESS.test(value);
+  return SERVICE_LINK_URL.test(value);
+}
+
 /** Typo protection: `SYMPHONY_CONCURENCY=64` must not silently run with 16. */
 function rejectUnknownVariables(env: NodeJS.ProcessEnv): void {
   const known = Object.keys(SETTINGS);
   for (const name of Object.keys(env).sort()) {
     if (!name.startsWith('SYMPHONY_') || known.includes(name)) continue;
+    if (isServiceLinkVariable(name, env[name])) continue;
     const nearest = nearestName(name, known);
     throw new ConfigError(
       name,

@@ -187,6 +187,30 @@ describe('loadConfig refuses bad values with one line naming variable, value and
     expect(error.message).toContain('did you mean SYMPHONY_CONCURRENCY?');
   });
 
+  it('ignores the service-link variables Kubernetes injects for Services named symphony-*', () => {
+    const config = loadConfig({
+      SYMPHONY_RELAY_SERVICE_HOST: '10.96.12.7',
+      SYMPHONY_RELAY_SERVICE_PORT: '9464',
+      SYMPHONY_RELAY_SERVICE_PORT_METRICS: '9464',
+      SYMPHONY_RELAY_PORT: 'tcp://10.96.12.7:9464',
+      SYMPHONY_RELAY_PORT_9464_TCP: 'tcp://10.96.12.7:9464',
+      SYMPHONY_RELAY_PORT_9464_TCP_PROTO: 'tcp',
+      SYMPHONY_RELAY_PORT_9464_TCP_PORT: '9464',
+      SYMPHONY_RELAY_PORT_9464_TCP_ADDR: '10.96.12.7',
+      SYMPHONY_SERVICE_HOST: 'fd00::7',
+      SYMPHONY_PORT: 'tcp://[fd00::7]:80',
+      SYMPHONY_CONCURRENCY: '8',
+    });
+    expect(config.concurrency).toBe(8);
+  });
+
+  it('still refuses a typo that looks like a service link but has not its value shape', () => {
+    expect(configError({ SYMPHONY_HTT_PORT: '9465' }).variable).toBe('SYMPHONY_HTT_PORT');
+    expect(configError({ SYMPHONY_RELAY_SERVICE_HOST: 'db.example' }).variable).toBe(
+      'SYMPHONY_RELAY_SERVICE_HOST',
+    );
+  });
+
   it('does not echo the value of an unknown variable (it might be a secret)', () => {
     const error = configError({ SYMPHONY_DATABASE_PASSWORD: 'hunter2' });
     expect(error.message).not.toContain('hunter2');

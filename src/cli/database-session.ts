@@ -1,8 +1,8 @@
 import type pg from 'pg';
+import { describeConnectionFailure } from '../db/connection-failure.ts';
 import { isSqlState, SqlState, sqlStateOf } from '../db/errors.ts';
 import { createPool } from '../db/pool.ts';
 import type { RuntimeRole } from '../db/roles.ts';
-import { redactUrl } from '../observability/logger.ts';
 import { CliError } from './errors.ts';
 
 export interface SessionOptions {
@@ -26,20 +26,19 @@ export async function withDatabaseSession<T>(
     connectionString: options.connectionString,
     applicationName: `symphony-relay ${options.command}`,
     max: 1,
-    actAs: options.actAs,
   });
   let client: pg.PoolClient;
   try {
     client = await pool.connect();
   } catch (error) {
     await pool.end();
-    // createPool sets the role as a startup parameter, so a login that may not act as
-    // the role is refused (42501) while connecting.
+    // A login whose role-level default names a role it may not become is refused (42501)
+    // while connecting.
     if (options.actAs && isSqlState(error, SqlState.InsufficientPrivilege)) {
       throw cannotActAs(options, loginOf(options.connectionString), error);
     }
     throw new CliError(
-      `${options.command}: cannot connect to ${redactUrl(options.connectionString)}: ${describe(error)}`,
+      `${options.command}: ${describeConnectionFailure(error, options.connectionString, 'DATABASE_URL or --database-url')}`,
     );
   }
   // A dropped connection also surfaces as an 'error' event; the query in flight rejects
@@ -56,7 +55,9 @@ export async function withDatabaseSession<T>(
 
 /**
  * Proves the session acts as the runtime role before anything else runs: otherwise the
- * command's queries would run as the login itself, with whatever that role inherits.
+ * command's queries would run as the login itself, with whatever that role inherits. The
+ * switch is the login's role-level default (`roles create-login`), never a startup
+ * parameter, so the same command works directly and through PgBouncer.
  */
 async function assertActingAs(client: pg.PoolClient, options: SessionOptions): Promise<void> {
   const { rows } = await client.query<{ acting_as: string; login: string }>(
@@ -67,16 +68,16 @@ async function assertActingAs(client: pg.PoolClient, options: SessionOptions): P
     throw cannotActAs(
       options,
       row?.login ?? loginOf(options.connectionString),
-      `the session acts as "${row?.acting_as}"`,
+      `its sessions act as "${row?.acting_as}"`,
     );
   }
 }
 
 function cannotActAs(options: SessionOptions, login: string, reason: unknown): CliError {
   return new CliError(
-    `${options.command}: login role "${login}" cannot act as ${options.actAs} (${describe(reason)}). ` +
-      `Use a login that is a member of ${options.actAs}, e.g. one made with ` +
-      `'symphony-relay roles create-login --acts-as ${options.actAs}'`,
+    `${options.command}: login role "${login}" does not act as ${options.actAs} (${describe(reason)}). ` +
+      `Use a login made with 'symphony-relay roles create-login --name <login> --acts-as ${options.actAs}' ` +
+      `(a member of ${options.actAs} whose sessions start as it: ALTER ROLE <login> SET role = '${options.actAs}')`,
   );
 }
 

@@ -1,4 +1,5 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
@@ -7,13 +8,25 @@ import { migrate } from '../db/migrate/runner.ts';
 import { seedPolicy } from '../db/policy.ts';
 import { ensureLoginRole } from '../db/roles.ts';
 import { startDemoProducer } from '../demo/producer.ts';
+import { isRoot, serverUser, userCan } from '../embedded/binaries.ts';
 import { startDetachedEmbeddedPostgres } from '../embedded/detached.ts';
 import { createLogger, LOG_LEVELS } from '../observability/logger.ts';
 import { startProgressReporter } from './progress.ts';
 import { startRuntime, stopOnSignals, type Runtime } from './runtime.ts';
 
 const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
-export const LOCAL_DATA_DIR = `${PROJECT_ROOT}.data/postgres`;
+const CHECKOUT_DATA_DIR = `${PROJECT_ROOT}.data/postgres`;
+
+/**
+ * `.data/postgres` in the checkout, unless we are root and the `postgres` OS user (which the
+ * server must run as) cannot enter the checkout, as in root's home or a `mktemp -d`
+ * directory: then a directory of this checkout's own below the system temporary directory.
+ */
+export function defaultLocalDataDir(): string {
+  if (!isRoot() || userCan(serverUser(), '-x', PROJECT_ROOT)) return CHECKOUT_DATA_DIR;
+  const key = createHash('sha256').update(PROJECT_ROOT).digest('hex').slice(0, 12);
+  return path.join(os.tmpdir(), `symphony-relay-local-${key}`, 'postgres');
+}
 export const DEVELOPMENT_POLICY = `${PROJECT_ROOT}policy/development.json`;
 const RELAY_LOGIN = 'relay_local';
 const PRODUCER_LOGIN = 'demo_producer';
@@ -66,8 +79,12 @@ export function registerLocalCommand(program: Command): void {
     )
     .option('--rate <items/s>', 'demo producer rate (0 = no producer)', '50')
     .option('--pg-port <port>', 'port of the embedded PostgreSQL (default: a free one)')
-    .option('--data-dir <dir>', 'data directory of the embedded PostgreSQL', LOCAL_DATA_DIR)
-    .action(async (options: { rate: string; pgPort?: string; dataDir: string }) => {
+    .option(
+      '--data-dir <dir>',
+      'data directory of the embedded PostgreSQL (default: .data/postgres in the checkout; as root, ' +
+        'below the system temporary directory when the postgres OS user cannot enter the checkout)',
+    )
+    .action(async (options: { rate: string; pgPort?: string; dataDir?: string }) => {
       const rate = Number(options.rate);
       if (!Number.isFinite(rate) || rate < 0 || rate > 100_000) {
         throw new Error(`--rate "${options.rate}" is invalid: expected a number from 0 to 100000`);
@@ -76,9 +93,10 @@ export function registerLocalCommand(program: Command): void {
       // lines, so the local default is errors only (LOG_LEVEL=info shows everything).
       const level = LOG_LEVELS.find((known) => known === process.env.LOG_LEVEL) ?? 'error';
       const logger = createLogger({ level, name: 'symphony-relay' });
-      say(`starting the embedded PostgreSQL 18 (data in ${options.dataDir})…`);
+      const dataDir = path.resolve(options.dataDir ?? defaultLocalDataDir());
+      say(`starting the embedded PostgreSQL 18 (data in ${dataDir})…`);
       const server = await startDetachedEmbeddedPostgres({
-        dataDir: path.resolve(options.dataDir),
+        dataDir,
         persistent: true,
         port: options.pgPort === undefined ? undefined : Number(options.pgPort),
       });

@@ -36,5 +36,7 @@ try {
   const exitCode = error instanceof CliError ? error.exitCode : 1;
   const message = error instanceof Error ? error.message : String(error);
   process.stderr.write(`symphony-relay: ${message}\n`);
-  process.exitCode = exitCode;
+  // Exit now: a failed start may leave a timer or a reconnecting socket behind, and the
+  // operator (or Kubernetes) must see the failure within seconds, not after it winds down.
+  process.exit(exitCode);
 }

@@ -24,14 +24,16 @@ async function readTotals(metrics: RelayerMetrics): Promise<Totals> {
 
 /** The human-readable heartbeat of `npm start`: one line every few seconds on stderr. */
 export function startProgressReporter(metrics: RelayerMetrics, everyMs: number): { stop(): void } {
-  let previous: Totals | undefined;
+  // The first line's rate counts from the start, not from nothing (it read 0.0/s before).
+  let previous: Totals = { dispatched: 0, retryable: 0, failed: 0, pending: 0 };
   let previousAt = Date.now();
+  void readTotals(metrics).then((baseline) => {
+    previous = baseline;
+  });
   const timer = setInterval(() => {
     void readTotals(metrics).then((now) => {
       const at = Date.now();
-      const rate = previous
-        ? ((now.dispatched - previous.dispatched) * 1000) / (at - previousAt)
-        : 0;
+      const rate = ((now.dispatched - previous.dispatched) * 1000) / Math.max(at - previousAt, 1);
       previous = now;
       previousAt = at;
       process.stderr.write(

@@ -1,5 +1,7 @@
 import { loadConfig, requireDatabaseUrl, type RelayerConfig } from '../config.ts';
-import { createPool } from '../db/pool.ts';
+import { describeConnectionFailure } from '../db/connection-failure.ts';
+import { createPool, logPoolTransitions } from '../db/pool.ts';
+import { EXECUTOR_STATEMENT_TIMEOUT } from '../db/roles.ts';
 import { createLogger, type Logger } from '../observability/logger.ts';
 import { RelayerMetrics } from '../observability/metrics.ts';
 import { startObservabilityServer, type ObservabilityServer } from '../observability/server.ts';
@@ -8,6 +10,7 @@ import {
   assertActivePolicy,
   assertActsAsRuntimeRole,
   assertWithinOperatorLimits,
+  BootCheckError,
 } from '../relayer/boot-checks.ts';
 import { Relayer, type ShutdownReport } from '../relayer/relayer.ts';
 
@@ -22,18 +25,14 @@ export interface Runtime {
 
 /** Connections beyond the dispatch slots: one claim, one repair, one queue-stats sample. */
 const BACKGROUND_CONNECTIONS = 3;
-/**
- * Every relayer statement is short (claim, complete, repair, statistics); one running this
- * long is stuck behind something, and failing it lets the loop retry and /healthz tell.
- */
-const STATEMENT_TIMEOUT_MS = 30_000;
 /** Completions are short transactions; more connections than this only add contention. */
 const MAX_COMPLETION_CONNECTIONS = 16;
 
 /**
  * Everything `symphony-relay run` starts, in order, failing closed at each step:
- * identity (member of the runtime role, not a superuser), an ACTIVE policy, the rails,
- * the relayer, then the probe/metrics endpoint.
+ * identity (acts as the runtime role, not a superuser), an ACTIVE policy, the rails, the
+ * probe/metrics endpoint, then the relayer. A failure at any step stops whatever had
+ * started and rejects with one line saying what to do, so the process exits at once.
  */
 export async function startRuntime(
   env: NodeJS.ProcessEnv = process.env,
@@ -45,26 +44,36 @@ export async function startRuntime(
     workerId: config.workerId,
   });
   const rails = buildRailRegistry(config.rails, config.railsSource);
-  await assertActsAsRuntimeRole(databaseUrl, config.dbRole);
-  const pool = createPool({
-    connectionString: databaseUrl,
-    applicationName: `symphony-relay ${config.workerId}`,
-    max: Math.min(config.concurrency, MAX_COMPLETION_CONNECTIONS) + BACKGROUND_CONNECTIONS,
-    actAs: config.dbRole,
-    statementTimeoutMs: STATEMENT_TIMEOUT_MS,
-  });
-  pool.on('error', (error) =>
-    log.error(
-      { event: 'pool_error', err: { message: error.message } },
-      'idle database connection failed',
-    ),
-  );
-  let retry = config.retry;
+  const started: (() => Promise<unknown>)[] = [() => rails.close()];
+  const undo = async () => {
+    for (const stop of started.reverse()) await stop().catch(() => undefined);
+  };
   try {
-    const policy = await assertActivePolicy(pool);
+    const identity = await assertActsAsRuntimeRole(databaseUrl, config.dbRole);
+    if (identity.statementTimeout === '0') {
+      log.warn(
+        { event: 'no_statement_timeout', login: identity.login },
+        `sessions of "${identity.login}" have no statement_timeout: a statement stuck behind a lock would hang a worker. ` +
+          `Set it with 'symphony-relay roles create-login --name ${identity.login}' (ALTER ROLE ... SET statement_timeout = '${EXECUTOR_STATEMENT_TIMEOUT}')`,
+      );
+    }
+    const pool = createPool({
+      connectionString: databaseUrl,
+      applicationName: `symphony-relay ${config.workerId}`,
+      max: Math.min(config.concurrency, MAX_COMPLETION_CONNECTIONS) + BACKGROUND_CONNECTIONS,
+    });
+    logPoolTransitions(pool, log, 'relayer');
+    started.push(() => pool.end());
+    const policy = await assertActivePolicy(pool).catch((error: unknown) => {
+      if (error instanceof BootCheckError) throw error;
+      throw new BootCheckError(
+        `the policy check failed: ${describeConnectionFailure(error, databaseUrl)}`,
+      );
+    });
     log.info({ event: 'policy_checked', policyVersion: policy.version }, 'ACTIVE policy found');
     const limits = await assertWithinOperatorLimits(pool, { leaseSeconds: config.leaseSeconds });
     // The database refuses a longer delay (22023); the operator's limit wins over ours.
+    let retry = config.retry;
     const maxDelayMs = limits.maxRetryDelaySeconds * 1000;
     if (retry.maxMs > maxDelayMs) {
       log.info(
@@ -73,61 +82,63 @@ export async function startRuntime(
       );
       retry = { ...retry, maxMs: maxDelayMs };
     }
+    const metrics = new RelayerMetrics({ poolStats: () => pool });
+    metrics.initialiseSeries(rails.railTypes());
+    const relayer = new Relayer({
+      pool,
+      listenConnectionString: config.pollOnly ? null : databaseUrl,
+      workerId: config.workerId,
+      concurrency: config.concurrency,
+      batchSize: config.batchSize,
+      leaseSeconds: config.leaseSeconds,
+      dispatchTimeoutMs: config.dispatchTimeoutMs,
+      pollIntervalMs: config.pollIntervalMs,
+      repairIntervalMs: config.repairIntervalMs,
+      repairBatchSize: config.repairBatchSize,
+      queueStatsIntervalMs: config.queueStatsIntervalMs,
+      shutdownGraceMs: config.shutdownGraceMs,
+      retry,
+      completionBatching: config.completionBatch,
+      rails,
+      logger: log,
+      metrics,
+    });
+    const server =
+      config.http.port === 0
+        ? undefined
+        : await startObservabilityServer({
+            host: config.http.host,
+            port: config.http.port,
+            metrics,
+            health: {
+              // An idle worker still wakes on every poll; three missed polls mean the loop is stuck.
+              loopStalledAfterMs: Math.max(3 * config.pollIntervalMs, 30_000),
+              ready: () => relayer.readiness(),
+            },
+          });
+    if (server) {
+      started.push(() => server.close());
+      log.info({ event: 'http_listening', port: server.port }, 'metrics and probes listening');
+    }
+    await relayer.start();
+    return {
+      config,
+      logger: log,
+      metrics,
+      relayer,
+      server,
+      async stop() {
+        const report = await relayer.stop();
+        await server?.close();
+        await rails.close();
+        await pool.end();
+        return report;
+      },
+    };
   } catch (error) {
-    await pool.end();
+    await undo();
     throw error;
   }
-  const metrics = new RelayerMetrics({ poolStats: () => pool });
-  metrics.initialiseSeries(rails.railTypes());
-  const relayer = new Relayer({
-    pool,
-    listenConnectionString: config.pollOnly ? null : databaseUrl,
-    workerId: config.workerId,
-    concurrency: config.concurrency,
-    batchSize: config.batchSize,
-    leaseSeconds: config.leaseSeconds,
-    dispatchTimeoutMs: config.dispatchTimeoutMs,
-    pollIntervalMs: config.pollIntervalMs,
-    repairIntervalMs: config.repairIntervalMs,
-    repairBatchSize: config.repairBatchSize,
-    queueStatsIntervalMs: config.queueStatsIntervalMs,
-    shutdownGraceMs: config.shutdownGraceMs,
-    retry,
-    completionBatching: config.completionBatch,
-    rails,
-    logger: log,
-    metrics,
-  });
-  const server =
-    config.http.port === 0
-      ? undefined
-      : await startObservabilityServer({
-          host: config.http.host,
-          port: config.http.port,
-          metrics,
-          health: {
-            // An idle worker still wakes on every poll; three missed polls mean the loop is stuck.
-            loopStalledAfterMs: Math.max(3 * config.pollIntervalMs, 30_000),
-            ready: () => relayer.readiness(),
-          },
-        });
-  if (server)
-    log.info({ event: 'http_listening', port: server.port }, 'metrics and probes listening');
-  await relayer.start();
-  return {
-    config,
-    logger: log,
-    metrics,
-    relayer,
-    server,
-    async stop() {
-      const report = await relayer.stop();
-      await server?.close();
-      await rails.close();
-      await pool.end();
-      return report;
-    },
-  };
 }
 
 /**

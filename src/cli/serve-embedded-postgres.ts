@@ -24,7 +24,12 @@ export function registerServeEmbeddedPostgresCommand(program: Command): void {
         if (message === 'stop') void stop();
       });
       process.on('disconnect', () => void stop());
-      send({ ready: true, adminUrl: server.adminUrl, port: server.port });
+      send({
+        ready: true,
+        adminUrl: server.adminUrl,
+        port: server.port,
+        binariesDir: server.binariesDir,
+      });
       await new Promise<never>(() => undefined);
     });
 }

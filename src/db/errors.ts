@@ -81,8 +81,12 @@ export class LeaseLostError extends Error {
   }
 }
 
-/** SQLSTATE classes worth another try: connection loss, serialization/deadlock, resources, shutdown. */
-const TRANSIENT_CLASSES = ['08', '40', '53', '57'];
+/**
+ * SQLSTATE classes worth another try: connection loss, serialization/deadlock, resources,
+ * shutdown, and a state that passes (55: a database not accepting connections during
+ * maintenance, 55000; a lock not available, 55P03).
+ */
+const TRANSIENT_CLASSES = ['08', '40', '53', '55', '57'];
 
 /**
  * True when the same statement may well succeed if sent again: the connection dropped

@@ -7,28 +7,50 @@ export interface PoolOptions {
   connectionString: string;
   applicationName: string;
   max: number;
-  /** NOLOGIN role every connection switches to before its first query (least privilege). */
-  actAs?: string;
-  /** Server-side limit per statement, so a stuck query fails instead of hanging a worker. */
-  statementTimeoutMs?: number;
 }
 
-const ROLE_NAME = /^[a-z_][a-z0-9_]*$/;
+/** A connection attempt that gets no answer fails after this long instead of hanging. */
+export const CONNECT_TIMEOUT_MS = 10_000;
 
+/**
+ * A pool that sends no startup parameter beyond application_name, so it works directly and
+ * through PgBouncer alike. The runtime role and the statement timeout are role-level defaults
+ * of the login (`roles create-login`); callers check who they act as (boot checks,
+ * withDatabaseSession) and fail closed otherwise.
+ */
 export function createPool(options: PoolOptions): pg.Pool {
-  if (options.actAs !== undefined && !ROLE_NAME.test(options.actAs)) {
-    throw new Error(`role name "${options.actAs}" is not a plain lowercase identifier`);
-  }
   return new pg.Pool({
     connectionString: options.connectionString,
     application_name: options.applicationName,
     max: options.max,
     idleTimeoutMillis: 30_000,
-    connectionTimeoutMillis: 10_000,
-    ...(options.statementTimeoutMs ? { statement_timeout: options.statementTimeoutMs } : {}),
-    // `role` set as a startup parameter is SET ROLE performed by the server before the
-    // session accepts its first query: no query ever runs as the login role itself, and a
-    // login that may not act as the role cannot connect at all.
-    ...(options.actAs ? { options: `-c role=${options.actAs}` } : {}),
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+  });
+}
+
+interface TransitionLogger {
+  warn(fields: object, message: string): void;
+  info(fields: object, message: string): void;
+}
+
+/**
+ * A pool emits 'error' for every idle connection the server cuts (a restart cuts them all):
+ * logged once when connections start failing, and once when a new one succeeds again.
+ * Without a listener the event would crash the process.
+ */
+export function logPoolTransitions(pool: pg.Pool, logger: TransitionLogger, what: string): void {
+  let failing = false;
+  pool.on('error', (error) => {
+    if (failing) return;
+    failing = true;
+    logger.warn(
+      { event: 'pool_error', err: { message: error.message } },
+      `${what}: idle database connections were cut; reconnecting on demand`,
+    );
+  });
+  pool.on('connect', () => {
+    if (!failing) return;
+    failing = false;
+    logger.info({ event: 'pool_reconnected' }, `${what}: database connections re-established`);
   });
 }

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { enqueuePaymentOutbox } from '../db/outbox.ts';
-import { createPool } from '../db/pool.ts';
+import { createPool, logPoolTransitions } from '../db/pool.ts';
 
 export interface DemoProducerOptions {
   /** Login role allowed to act as symphony_ingest. */
@@ -16,31 +16,26 @@ const TICKS_PER_SECOND = 10;
 
 /**
  * A steady flow of payment instructions through enqueue_payment_outbox, acting as
- * symphony_ingest exactly as an upstream service would: it can enqueue and nothing else.
+ * symphony_ingest exactly as an upstream service would (its login's sessions start as that
+ * role): it can enqueue and nothing else.
  */
 export function startDemoProducer(options: DemoProducerOptions): { stop(): Promise<void> } {
   const pool = createPool({
     connectionString: options.connectionString,
     applicationName: 'symphony-relay demo producer',
     max: 2,
-    actAs: 'symphony_ingest',
   });
-  pool.on('error', (error) =>
-    options.logger.error(
-      { event: 'pool_error', err: { message: error.message } },
-      'producer connection failed',
-    ),
-  );
+  logPoolTransitions(pool, options.logger, 'demo producer');
   let owed = 0;
-  let busy = false;
+  let inFlight: Promise<void> | undefined;
+  let stopped = false;
   let sequence = 0;
   const timer = setInterval(() => {
     owed += options.itemsPerSecond / TICKS_PER_SECOND;
-    if (busy) return;
-    busy = true;
+    if (inFlight) return;
     const count = Math.floor(owed);
     owed -= count;
-    void enqueueMany(count)
+    inFlight = enqueueMany(count)
       .catch((error: Error) =>
         options.logger.error(
           { event: 'demo_enqueue_failed', err: { message: error.message } },
@@ -48,12 +43,12 @@ export function startDemoProducer(options: DemoProducerOptions): { stop(): Promi
         ),
       )
       .finally(() => {
-        busy = false;
+        inFlight = undefined;
       });
   }, 1000 / TICKS_PER_SECOND);
 
   async function enqueueMany(count: number): Promise<void> {
-    for (let i = 0; i < count; i += 1) {
+    for (let i = 0; i < count && !stopped; i += 1) {
       sequence += 1;
       const participantId = PARTICIPANTS[sequence % PARTICIPANTS.length] ?? 'bank-za-001';
       // One key per instruction, unique across runs on a kept data directory: one key is
@@ -79,7 +74,11 @@ export function startDemoProducer(options: DemoProducerOptions): { stop(): Promi
 
   return {
     async stop() {
+      // The pool ends only after the enqueue in flight: ending it first made that enqueue
+      // fail with "Cannot use a pool after calling end on the pool".
+      stopped = true;
       clearInterval(timer);
+      await inFlight;
       await pool.end();
     },
   };

@@ -5,7 +5,9 @@ import type { EmbeddedOptions, EmbeddedServer } from './postgres.ts';
 const BIN = fileURLToPath(new URL('../../bin/symphony-relay.js', import.meta.url));
 export const SERVE_COMMAND = 'serve-embedded-postgres';
 
-type Ready = { ready: true; adminUrl: string; port: number } | { ready: false; error: string };
+type Ready =
+  | { ready: true; adminUrl: string; port: number; binariesDir: string }
+  | { ready: false; error: string };
 
 /**
  * Runs the embedded PostgreSQL from a helper process in its own process group. A terminal's
@@ -24,6 +26,12 @@ export async function startDetachedEmbeddedPostgres(
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const ready = await new Promise<Ready>((resolve) => {
     child.once('message', (message) => resolve(message as Ready));
+    child.once('error', (error) =>
+      resolve({
+        ready: false,
+        error: `the embedded PostgreSQL helper did not start: ${error.message}`,
+      }),
+    );
     child.once('exit', (code) =>
       resolve({ ready: false, error: `the embedded PostgreSQL helper exited with code ${code}` }),
     );
@@ -32,6 +40,7 @@ export async function startDetachedEmbeddedPostgres(
   return {
     adminUrl: ready.adminUrl,
     port: ready.port,
+    binariesDir: ready.binariesDir,
     async stop() {
       if (child.connected) child.send('stop');
       await exited;

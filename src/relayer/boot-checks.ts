@@ -1,7 +1,9 @@
 import pg from 'pg';
 import { outboxCurrentLimits, type OutboxLimits } from '../db/outbox.ts';
 import { activePolicy } from '../db/policy.ts';
-import type { Queryable } from '../db/pool.ts';
+import { describeConnectionFailure } from '../db/connection-failure.ts';
+import { isSqlState, SqlState } from '../db/errors.ts';
+import { CONNECT_TIMEOUT_MS, type Queryable } from '../db/pool.ts';
 
 export class BootCheckError extends Error {
   constructor(message: string) {
@@ -10,28 +12,64 @@ export class BootCheckError extends Error {
   }
 }
 
+export interface RuntimeIdentity {
+  login: string;
+  /** The session's statement_timeout as PostgreSQL shows it; "0" means none. */
+  statementTimeout: string;
+}
+
 /**
- * Fail closed unless the login role may act as the runtime role. Checked on a plain
- * connection before any SET ROLE, so the message can say exactly what to grant.
+ * Fail closed unless a session of this login acts as the runtime role from its start. The
+ * connection is made exactly as the pool makes its own (no startup parameters, so it works
+ * through PgBouncer): the switch must come from the login's role-level default, which
+ * `roles create-login` sets. Checked before anything else, so the message can say exactly
+ * what to grant or set.
  */
 export async function assertActsAsRuntimeRole(
   connectionString: string,
   role: string,
-): Promise<void> {
-  const client = new pg.Client({ connectionString, application_name: 'symphony-relay boot check' });
-  await client.connect();
+): Promise<RuntimeIdentity> {
+  const client = new pg.Client({
+    connectionString,
+    application_name: 'symphony-relay boot check',
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+  });
+  // A connection cut while idle (a restart, PgBouncer, a proxy) is reported as an 'error'
+  // event; without a listener it would crash the process. The query in flight, if any,
+  // rejects with it anyway.
+  client.on('error', () => undefined);
   try {
-    const { rows } = await client.query<{ login: string; member: boolean; superuser: boolean }>(
+    await client.connect();
+  } catch (error) {
+    await client.end().catch(() => undefined);
+    if (isSqlState(error, SqlState.InsufficientPrivilege)) {
+      throw new BootCheckError(
+        `the login in DATABASE_URL may not become the role its sessions are set to start as (${(error as Error).message}): ` +
+          `grant it with 'symphony-relay roles create-login --name <login>' (a member of ${role} only)`,
+      );
+    }
+    throw new BootCheckError(describeConnectionFailure(error, connectionString));
+  }
+  try {
+    const { rows } = await client.query<{
+      login: string;
+      acting_as: string;
+      member: boolean;
+      superuser: boolean;
+      statement_timeout: string;
+    }>(
       `SELECT session_user AS login,
+              current_user AS acting_as,
               pg_has_role(session_user, $1, 'MEMBER') AS member,
-              (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = session_user) AS superuser`,
+              (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = session_user) AS superuser,
+              current_setting('statement_timeout') AS statement_timeout`,
       [role],
     );
     const row = rows[0];
     if (!row?.member) {
       throw new BootCheckError(
         `database role "${row?.login}" is not a member of ${role}: the relayer only acts through ${role}'s functions. ` +
-          `Grant it (GRANT ${role} TO "${row?.login}") or create a proper login with 'symphony-relay roles create-login'`,
+          `Create a proper login with 'symphony-relay roles create-login --name ${row?.login}' (or GRANT ${role} TO "${row?.login}")`,
       );
     }
     if (row.superuser) {
@@ -40,6 +78,14 @@ export async function assertActsAsRuntimeRole(
           `Use a dedicated login role ('symphony-relay roles create-login')`,
       );
     }
+    if (row.acting_as !== role) {
+      throw new BootCheckError(
+        `sessions of database role "${row.login}" act as "${row.acting_as}", not ${role}: refusing to run as anything but ${role}. ` +
+          `Set the login's role-level default with 'symphony-relay roles create-login --name ${row.login}' ` +
+          `(ALTER ROLE "${row.login}" SET role = '${role}')`,
+      );
+    }
+    return { login: row.login, statementTimeout: row.statement_timeout };
   } catch (error) {
     if (error instanceof BootCheckError) throw error;
     const code = (error as { code?: string }).code;
@@ -48,9 +94,11 @@ export async function assertActsAsRuntimeRole(
         `role ${role} does not exist in this database cluster: run 'symphony-relay migrate' first`,
       );
     }
-    throw error;
+    throw new BootCheckError(
+      `the identity check failed: ${describeConnectionFailure(error, connectionString)}`,
+    );
   } finally {
-    await client.end();
+    await client.end().catch(() => undefined);
   }
 }
 

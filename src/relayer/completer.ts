@@ -19,9 +19,14 @@ const OUTCOME_LABEL: Record<CompletionState, 'dispatched' | 'retryable' | 'faile
   FAILED: 'failed',
 };
 
-/** Pauses between attempts to record an outcome while the database is briefly unreachable
- * (transient errors only: a refused value is refused again). */
-const RECORD_RETRY_DELAYS_MS = [100, 500, 2_000];
+/**
+ * Pauses between attempts to record an outcome while the database is unreachable (transient
+ * errors only: a refused value is refused again): doubling from the first to the longest, and
+ * kept up for as long as the lease leaves room. Giving up earlier meant the lease expired
+ * unrecorded and the rail was paid a second time after a one-second database restart.
+ */
+const RECORD_RETRY_FIRST_MS = 100;
+const RECORD_RETRY_LONGEST_MS = 2_000;
 
 export const DEFAULT_MAX_BATCH = 256;
 
@@ -252,10 +257,10 @@ export class Completer {
       try {
         return await record();
       } catch (error) {
-        const delay = RECORD_RETRY_DELAYS_MS[attempt];
+        const delay = Math.min(RECORD_RETRY_LONGEST_MS, RECORD_RETRY_FIRST_MS * 2 ** attempt);
         const leaseLeftMs = item.leaseExpiresAt.getTime() - Date.now();
         const worthRetrying = isTransientDatabaseError(error) && !(error instanceof LeaseLostError);
-        if (!worthRetrying || delay === undefined || leaseLeftMs <= delay) throw error;
+        if (!worthRetrying || leaseLeftMs <= delay) throw error;
         await new Promise((resolve) => setTimeout(resolve, delay));
       }
     }

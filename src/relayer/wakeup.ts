@@ -1,5 +1,8 @@
+import pg from 'pg';
 import pgListen, { type Subscriber } from 'pg-listen';
 import type { Logger } from 'pino';
+import { describeConnectionFailure } from '../db/connection-failure.ts';
+import { CONNECT_TIMEOUT_MS } from '../db/pool.ts';
 import type { WakeupSource } from '../observability/metrics.ts';
 
 // pg-listen is CommonJS with an __esModule default export.
@@ -69,8 +72,35 @@ export class Wakeup {
     if (subscriber) await subscriber.close().catch(() => undefined);
   }
 
+  /**
+   * One plain LISTEN on a throw-away connection first: pg-listen retries a failed first
+   * connect in the background for ever, so a refused LISTEN connection would leave start
+   * hanging instead of failing with a reason.
+   */
+  private async probeListen(connectionString: string): Promise<void> {
+    const probe = new pg.Client({
+      connectionString,
+      application_name: 'symphony-relay listener check',
+      connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+    });
+    probe.on('error', () => undefined);
+    try {
+      await probe.connect();
+      await probe.query(`LISTEN ${OUTBOX_CHANNEL}`);
+    } catch (error) {
+      throw new Error(
+        `the LISTEN connection failed: ${describeConnectionFailure(error, connectionString)}. ` +
+          'Behind a transaction-pooling PgBouncer set SYMPHONY_POLL_ONLY=true',
+        { cause: error },
+      );
+    } finally {
+      await probe.end().catch(() => undefined);
+    }
+  }
+
   private async listen(connectionString: string): Promise<void> {
     const { logger, onWake } = this.options;
+    await this.probeListen(connectionString);
     const subscriber = createSubscriber(
       { connectionString, application_name: 'symphony-relay listener' },
       {
@@ -94,8 +124,16 @@ export class Wakeup {
         'LISTEN connection error',
       );
     });
-    await subscriber.connect();
-    await subscriber.listenTo(OUTBOX_CHANNEL);
+    try {
+      await subscriber.connect();
+      await subscriber.listenTo(OUTBOX_CHANNEL);
+    } catch (error) {
+      await subscriber.close().catch(() => undefined);
+      throw new Error(
+        `the LISTEN connection failed: ${describeConnectionFailure(error, connectionString)}`,
+        { cause: error },
+      );
+    }
     // Registered after the first connect, so 'connected' from here on means a reconnect
     // (with its LISTEN re-issued) succeeded.
     subscriber.events.on('connected', () => {

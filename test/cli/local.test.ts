@@ -12,7 +12,7 @@ describe('symphony-relay local (npm start)', () => {
     const local = spawnRelayer({ SYMPHONY_HTTP_PORT: '0', SYMPHONY_POLL_INTERVAL_MS: '1000' }, [
       'local',
       '--rate',
-      '40',
+      '200',
       '--data-dir',
       dataDir,
     ]);
@@ -31,11 +31,18 @@ describe('symphony-relay local (npm start)', () => {
         },
       );
       expect(dispatched).toBeGreaterThan(0);
+      // The first line that counts dispatches shows a rate, not 0.0/s.
+      const firstWithDispatches = /progress: dispatched=[1-9]\d* .*rate=([\d.]+)\/s/.exec(
+        local.output(),
+      );
+      expect(Number(firstWithDispatches?.[1])).toBeGreaterThan(0);
       expect(local.output()).toMatch(/migrated; policy seeded; relayer local-1 running/);
 
       local.child.kill('SIGINT');
       const exit = await local.exited;
       expect({ exit, output: local.output().slice(-1500) }).toMatchObject({ exit: { code: 0 } });
+      // The producer finishes its enqueue before its pool ends.
+      expect(local.output()).not.toMatch(/Cannot use a pool|pool_error|demo_enqueue_failed/);
       // The embedded PostgreSQL was stopped too: its pid file is gone.
       await waitUntil(
         async () => {

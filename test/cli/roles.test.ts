@@ -8,7 +8,7 @@ import { withCredentials } from '../support/urls.ts';
 const PASSWORD = 'a-long-enough-test-password';
 
 describe('symphony-relay roles create-login', () => {
-  it('creates a NOINHERIT login that can only act as the runtime role, never printing the password', async () => {
+  it('creates a NOINHERIT login whose sessions start as the runtime role (no startup parameter), never printing the password', async () => {
     const db = await freshDatabase();
     const name = `relay_${process.pid}`;
     const created = await runCli(['roles', 'create-login', '--name', name], {
@@ -24,17 +24,23 @@ describe('symphony-relay roles create-login', () => {
     const login = new pg.Client({ connectionString: withCredentials(db.ownerUrl, name, PASSWORD) });
     await login.connect();
     try {
-      // Without SET ROLE the login itself holds nothing: NOINHERIT and a membership WITH INHERIT FALSE.
-      await expectSqlState(
-        login.query("SELECT * FROM public.claim_outbox_batch(1, $1, 30, '{sandbox}')", ['w']),
-        '42501',
+      // No startup parameter needed (PgBouncer refuses them): the login's role-level defaults
+      // make every session start as the runtime role, with the relayer's statement timeout.
+      const session = await login.query<{ acting_as: string; statement_timeout: string }>(
+        `SELECT current_user AS acting_as, current_setting('statement_timeout') AS statement_timeout`,
       );
-      await login.query('SET ROLE symphony_executor');
+      expect(session.rows).toEqual([{ acting_as: 'symphony_executor', statement_timeout: '30s' }]);
       const claimed = await login.query(
         "SELECT * FROM public.claim_outbox_batch(1, $1, 30, '{sandbox}')",
         ['w'],
       );
       expect(claimed.rowCount).toBe(0);
+      // Stepping back to the login itself leaves nothing: NOINHERIT and a membership WITH INHERIT FALSE.
+      await login.query('SET ROLE NONE');
+      await expectSqlState(
+        login.query("SELECT * FROM public.claim_outbox_batch(1, $1, 30, '{sandbox}')", ['w']),
+        '42501',
+      );
     } finally {
       await login.end();
       await db.owner.query(`DROP ROLE ${name}`);
@@ -53,6 +59,17 @@ describe('symphony-relay roles create-login', () => {
     const reserved = await runCli(['roles', 'create-login', '--name', 'symphony_sneaky'], env);
     expect(reserved.code).not.toBe(0);
     expect(reserved.stderr).toMatch(/login role name "symphony_sneaky" is invalid/);
+  });
+
+  it('refuses a placeholder password such as the one deploy/.env.example ships', async () => {
+    const db = await freshDatabase();
+    const result = await runCli(['roles', 'create-login', '--name', 'placeholder_login'], {
+      DATABASE_URL: db.ownerUrl,
+      SYMPHONY_LOGIN_PASSWORD: 'change-me-relayer-password',
+    });
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toMatch(/the login password is a placeholder/);
+    expect(result.stderr).not.toContain('change-me-relayer-password');
   });
 
   it('requires the password in SYMPHONY_LOGIN_PASSWORD', async () => {

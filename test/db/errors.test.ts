@@ -4,9 +4,12 @@ import { isTransientDatabaseError, sqlStateOf } from '../../src/db/errors.ts';
 const pgError = (code: string) => Object.assign(new Error(`error ${code}`), { code });
 
 describe('database error classification', () => {
-  it.each(['08006', '40001', '40P01', '53300', '57P01'])('%s is worth another try', (code) => {
-    expect(isTransientDatabaseError(pgError(code))).toBe(true);
-  });
+  it.each(['08006', '40001', '40P01', '53300', '55000', '55P03', '57P01', '57P03'])(
+    '%s is worth another try',
+    (code) => {
+      expect(isTransientDatabaseError(pgError(code))).toBe(true);
+    },
+  );
 
   it('a dropped connection without SQLSTATE is worth another try', () => {
     expect(

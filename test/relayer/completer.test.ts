@@ -17,7 +17,6 @@ async function completerDatabase() {
     connectionString: target.login.url,
     applicationName: 'completer test',
     max: 4,
-    actAs: 'symphony_executor',
   });
   afterAll(() => executor.end());
   return { target, executor };

@@ -22,7 +22,6 @@ describe('Dispatcher at shutdown', () => {
       connectionString: target.login.url,
       applicationName: 'dispatcher test',
       max: 2,
-      actAs: 'symphony_executor',
     });
     afterAll(async () => {
       await pool.end();

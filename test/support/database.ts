@@ -12,7 +12,15 @@ export interface TestDatabase {
   /** A new client as the owner, for tests that need several real connections. */
   connect(): Promise<pg.Client>;
   /** A LOGIN role granted membership in the given NOLOGIN roles; dropped with the database. */
-  createLoginRole(memberOf: string[], options?: { inherit?: boolean }): Promise<LoginRole>;
+  /**
+   * A LOGIN role that is a member of `memberOf`. With exactly one role, its sessions start
+   * acting as it (a role-level `SET role`, as `roles create-login` does) unless
+   * `sessionRole: null`.
+   */
+  createLoginRole(
+    memberOf: string[],
+    options?: { inherit?: boolean; sessionRole?: string | null },
+  ): Promise<LoginRole>;
 }
 
 export interface LoginRole {
@@ -79,6 +87,13 @@ export async function freshDatabase(options: { empty?: boolean } = {}): Promise<
       await asAdmin(async (client) => {
         await client.query(`CREATE ROLE ${role} LOGIN ${inherit} PASSWORD '${password}'`);
         for (const parent of memberOf) await client.query(`GRANT ${parent} TO ${role}`);
+        const sessionRole =
+          roleOptions.sessionRole === undefined
+            ? memberOf.length === 1
+              ? memberOf[0]
+              : undefined
+            : roleOptions.sessionRole;
+        if (sessionRole) await client.query(`ALTER ROLE ${role} SET role = '${sessionRole}'`);
       });
       const url = withCredentials(ownerUrl, role, password);
       return {
