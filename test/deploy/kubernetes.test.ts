@@ -29,7 +29,7 @@ const MODELS: Record<string, new (data: never) => { validate(): void }> = {
 const KUBECTL = {
   binary: 'kubectl',
   installHint:
-    'install kubectl (it renders kustomize; not packaged in Debian bookworm: the google-cloud-cli kubectl or the upstream binary)',
+    'install kubectl (it renders kustomize): Debian package kubernetes-client, as .ci/run does',
 };
 
 function validate(manifest: Manifest): void {
