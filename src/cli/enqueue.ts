@@ -110,8 +110,10 @@ export function registerEnqueueCommand(program: Command): void {
         if (!single.isNew) console.error('already present (idempotent): nothing new was queued');
         return;
       }
+      // One line per item on stdout (scripts read it), the summary on stderr.
+      for (const item of enqueued) console.log(itemLine(item));
       const fresh = enqueued.filter((item) => item.isNew).length;
-      console.log(
+      console.error(
         `${fresh} enqueued, ${enqueued.length - fresh} already present (idempotent) from ${file}`,
       );
     });

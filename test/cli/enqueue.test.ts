@@ -107,7 +107,13 @@ describe('symphony-relay enqueue (as symphony_ingest)', () => {
 
     const result = await runCli(['enqueue', '--file', file], { DATABASE_URL: producer.url });
     expect(result, result.stderr).toMatchObject({ code: 0 });
-    expect(result.stdout).toContain('3 enqueued, 0 already present (idempotent)');
+    expect(result.stderr).toContain('3 enqueued, 0 already present (idempotent)');
+    // One "outbox_id sequence_id state" line per item, in file order.
+    expect(result.stdout.trim().split('\n')).toEqual([
+      expect.stringMatching(new RegExp(`^${UUID} 1 PENDING$`)),
+      expect.stringMatching(new RegExp(`^${UUID} 1 PENDING$`)),
+      expect.stringMatching(new RegExp(`^${UUID} 2 PENDING$`)),
+    ]);
     expect(result.stdout + result.stderr).not.toContain(SECRET_ACCOUNT);
 
     const rows = await queuedRows(prefix);
@@ -126,7 +132,8 @@ describe('symphony-relay enqueue (as symphony_ingest)', () => {
     );
     const rerun = await runCli(['enqueue', '--file', more], { DATABASE_URL: producer.url });
     expect(rerun, rerun.stderr).toMatchObject({ code: 0 });
-    expect(rerun.stdout).toContain('1 enqueued, 4 already present (idempotent)');
+    expect(rerun.stderr).toContain('1 enqueued, 4 already present (idempotent)');
+    expect(rerun.stdout.trim().split('\n')).toHaveLength(5);
     expect(await queuedRows(prefix)).toHaveLength(4);
   });
 
