@@ -212,7 +212,7 @@ const SETTINGS = {
   SYMPHONY_RAILS: setting(
     railsJson,
     DEFAULT_RAILS_JSON,
-    'JSON object: rail_type → { "type": "sandbox" | "http", ...options }. Not together with SYMPHONY_RAILS_FILE.',
+    'JSON object: rail_type → { "type": "sandbox" | "http", ...options } or { "type": "module", "module": "<file or package>", "options": {...} } (your own adapter). Not together with SYMPHONY_RAILS_FILE.',
   ),
   SYMPHONY_RAILS_FILE: setting(
     filePath,

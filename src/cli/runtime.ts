@@ -3,7 +3,8 @@ import { createPool } from '../db/pool.ts';
 import { createLogger, type Logger } from '../observability/logger.ts';
 import { RelayerMetrics } from '../observability/metrics.ts';
 import { startObservabilityServer, type ObservabilityServer } from '../observability/server.ts';
-import { buildRailRegistry } from '../rails/registry.ts';
+import type { RailAdapter } from '../rails/rail.ts';
+import { loadRailRegistry, type RailRegistry } from '../rails/registry.ts';
 import { assertActivePolicy, assertActsAsRuntimeRole } from '../relayer/boot-checks.ts';
 import { Relayer, type ShutdownReport } from '../relayer/relayer.ts';
 
@@ -13,6 +14,8 @@ export interface Runtime {
   metrics: RelayerMetrics;
   relayer: Relayer;
   server: ObservabilityServer | undefined;
+  /** The rail types this worker claims (configured and given in code). */
+  railTypes: string[];
   stop(): Promise<ShutdownReport>;
 }
 
@@ -31,16 +34,43 @@ const MAX_COMPLETION_CONNECTIONS = 16;
  * identity (member of the runtime role, not a superuser), an ACTIVE policy, the rails,
  * the relayer, then the probe/metrics endpoint.
  */
+export interface RuntimeOptions {
+  /** Adapters built in the caller's own code, keyed by rail_type, next to SYMPHONY_RAILS. */
+  adapters?: Record<string, RailAdapter>;
+}
+
 export async function startRuntime(
   env: NodeJS.ProcessEnv = process.env,
   logger?: Logger,
+  options: RuntimeOptions = {},
 ): Promise<Runtime> {
   const config = loadConfig(env);
   const databaseUrl = requireDatabaseUrl(config);
   const log = (logger ?? createLogger({ level: config.logLevel, name: 'symphony-relay' })).child({
     workerId: config.workerId,
   });
-  const rails = buildRailRegistry(config.rails, config.railsSource);
+  const inCode = Object.keys(options.adapters ?? {}).length > 0;
+  // The sandbox default is for a bare `run`; rails given in code replace it, never join it.
+  const configured = inCode && config.railsSource === 'default' ? {} : config.rails;
+  const rails = await loadRailRegistry(configured, {
+    source: config.railsSource === 'default' ? 'SYMPHONY_RAILS' : config.railsSource,
+    logger: log,
+    adapters: options.adapters,
+  });
+  try {
+    return await startWithRails(config, databaseUrl, log, rails);
+  } catch (error) {
+    await rails.close().catch(() => undefined);
+    throw error;
+  }
+}
+
+async function startWithRails(
+  config: RelayerConfig,
+  databaseUrl: string,
+  log: Logger,
+  rails: RailRegistry,
+): Promise<Runtime> {
   await assertActsAsRuntimeRole(databaseUrl, config.dbRole);
   const pool = createPool({
     connectionString: databaseUrl,
@@ -105,6 +135,7 @@ export async function startRuntime(
     metrics,
     relayer,
     server,
+    railTypes: rails.railTypes(),
     async stop() {
       const report = await relayer.stop();
       await server?.close();
