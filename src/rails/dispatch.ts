@@ -17,6 +17,14 @@ export interface DispatchOptions {
 }
 
 const MAX_ERROR_MESSAGE = 500;
+/**
+ * After its signal aborts, an adapter gets this long to say what happened before it is cut
+ * short. An adapter that honours its signal answers within microseconds, and its answer can
+ * differ from "timed out": the http rail that already has a 2xx status reports DISPATCHED
+ * (the rail accepted the payment; only the body with its reference was late). The lease
+ * margin covers it many times over.
+ */
+export const ABORT_GRACE_MS = 250;
 
 /**
  * Delivers one item and always comes back with an outcome, within `timeoutMs`: an unknown
@@ -55,12 +63,17 @@ async function settle(
   const forwardAbort = () => controller.abort(options.signal?.reason);
   options.signal?.addEventListener('abort', forwardAbort, { once: true });
 
-  // Resolves when the deadline passes or the relayer aborts, whether or not the adapter
-  // notices its signal: a hung adapter must not hold a claimed item past its lease.
+  // Resolves shortly after the deadline passes or the relayer aborts, whether or not the
+  // adapter notices its signal: a hung adapter must not hold a claimed item past its lease.
+  let graceTimer: NodeJS.Timeout | undefined;
   const cutShort = new Promise<DispatchOutcome>((resolve) => {
-    controller.signal.addEventListener('abort', () => resolve(abortedOutcome(controller.signal)), {
-      once: true,
-    });
+    controller.signal.addEventListener(
+      'abort',
+      () => {
+        graceTimer = setTimeout(() => resolve(abortedOutcome(controller.signal)), ABORT_GRACE_MS);
+      },
+      { once: true },
+    );
   });
   const timer = setTimeout(
     () => controller.abort(timeoutReason(`the dispatch exceeded ${options.timeoutMs} ms`)),
@@ -72,6 +85,7 @@ async function settle(
     return await Promise.race([delivered, cutShort]);
   } finally {
     clearTimeout(timer);
+    clearTimeout(graceTimer);
     options.signal?.removeEventListener('abort', forwardAbort);
   }
 }

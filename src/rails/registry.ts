@@ -99,15 +99,14 @@ export interface LoadRailsOptions {
 }
 
 /**
- * Builds the registry, importing module rails (the user's own adapters). A failure closes
+ * Builds the registry from validated rails (parseRailsConfig), importing module rails (the user's own adapters). A failure closes
  * whatever was already built before it is reported, so a refused start leaks nothing.
  */
 export async function loadRailRegistry(
-  railsConfig: unknown,
+  rails: RailsConfig,
   options: LoadRailsOptions,
 ): Promise<RailRegistry> {
   const source = options.source ?? 'SYMPHONY_RAILS';
-  const rails = parseRailsConfig(railsConfig, source);
   const built: [string, RailAdapter][] = [];
   try {
     for (const [railType, adapter] of Object.entries(options.adapters ?? {})) {
