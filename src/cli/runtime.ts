@@ -1,8 +1,9 @@
 import { loadConfig, requireDatabaseUrl, type RelayerConfig } from '../config.ts';
 import { createPool } from '../db/pool.ts';
-import { createLogger, type Logger } from '../observability/logger.ts';
+import { createLogger, redactUrl, type Logger } from '../observability/logger.ts';
 import { RelayerMetrics } from '../observability/metrics.ts';
 import { startObservabilityServer, type ObservabilityServer } from '../observability/server.ts';
+import { Tracing } from '../observability/tracing.ts';
 import type { RailAdapter } from '../rails/rail.ts';
 import { loadRailRegistry, type RailRegistry } from '../rails/registry.ts';
 import { assertActivePolicy, assertActsAsRuntimeRole } from '../relayer/boot-checks.ts';
@@ -94,6 +95,16 @@ async function startWithRails(
   }
   const metrics = new RelayerMetrics({ poolStats: () => pool });
   metrics.initialiseSeries(rails.railTypes());
+  const tracing = new Tracing(config.tracing, {
+    workerId: config.workerId,
+    version: metrics.version,
+  });
+  if (tracing.enabled) {
+    log.info(
+      { event: 'tracing_enabled', tracesUrl: redactUrl(config.tracing.tracesUrl ?? '') },
+      'exporting OpenTelemetry traces over OTLP/HTTP (http/json)',
+    );
+  }
   const relayer = new Relayer({
     pool,
     listenConnectionString: config.pollOnly ? null : databaseUrl,
@@ -112,6 +123,7 @@ async function startWithRails(
     rails,
     logger: log,
     metrics,
+    tracing,
   });
   const server =
     config.http.port === 0
@@ -138,6 +150,14 @@ async function startWithRails(
     railTypes: rails.railTypes(),
     async stop() {
       const report = await relayer.stop();
+      await tracing
+        .shutdown()
+        .catch((error: Error) =>
+          log.warn(
+            { event: 'tracing_flush_failed', err: { message: error.message } },
+            'could not export the last spans',
+          ),
+        );
       await server?.close();
       await rails.close();
       await pool.end();

@@ -50,6 +50,8 @@ const ENQUEUE_TO_DISPATCH_BUCKETS = [
  */
 export class RelayerMetrics {
   readonly registry: Registry;
+  /** The build's version, as in symphony_relay_build_info. */
+  readonly version: string;
 
   private readonly clock: () => number;
   private lastTickMs: number | undefined;
@@ -76,6 +78,7 @@ export class RelayerMetrics {
 
   constructor(options: RelayerMetricsOptions = {}) {
     this.clock = options.clock ?? Date.now;
+    this.version = options.version ?? packageVersion();
     const registry = new Registry();
     this.registry = registry;
     collectDefaultMetrics({ register: registry });
@@ -205,7 +208,7 @@ export class RelayerMetrics {
       help: 'Always 1; the version label says which build is running.',
       labelNames: ['version'],
       registers,
-    }).set({ version: options.version ?? packageVersion() }, 1);
+    }).set({ version: this.version }, 1);
   }
 
   /**

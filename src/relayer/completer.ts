@@ -10,6 +10,8 @@ import {
   type CompletionState,
 } from '../db/outbox.ts';
 import type { RelayerMetrics } from '../observability/metrics.ts';
+import { NO_TRACING, SPAN_ATTRIBUTES, type Tracing } from '../observability/tracing.ts';
+import { SpanStatusCode, type Span } from '@opentelemetry/api';
 import type { DispatchOutcome } from '../rails/rail.ts';
 import { retryDelayMs, type RetryPolicy } from './backoff.ts';
 
@@ -31,6 +33,7 @@ export interface CompleterOptions {
   retry: RetryPolicy;
   logger: Logger;
   metrics: RelayerMetrics;
+  tracing?: Tracing;
   /** A RETRYABLE outcome was recorded: the item is due again at `at`. */
   onRetryScheduled: (at: Date) => void;
   /**
@@ -48,6 +51,7 @@ interface BufferedOutcome {
   item: ClaimedItem;
   outcome: Outcome;
   completion: Completion;
+  span: Span;
   done: () => void;
 }
 
@@ -77,14 +81,22 @@ export class Completer {
     }
   }
 
-  /** Records the outcome; never rejects (failures are logged and the lease left to expire). */
-  async complete(item: ClaimedItem, outcome: Outcome): Promise<void> {
+  /**
+   * Records the outcome; never rejects (failures are logged and the lease left to expire).
+   * `dispatch` is the span of the dispatch that produced it; the completion span is its child.
+   */
+  async complete(item: ClaimedItem, outcome: Outcome, dispatch?: Span): Promise<void> {
     const completion = this.completionOf(item, outcome);
-    if (!this.batching) return this.completeOne(item, outcome, completion);
-    return new Promise<void>((done) => {
-      this.buffer.push({ item, outcome, completion, done });
-      if (!this.flushing) void this.flush();
-    });
+    const span = (this.options.tracing ?? NO_TRACING).startCompletion(item, outcome, dispatch);
+    try {
+      if (!this.batching) return await this.completeOne(item, outcome, completion, span);
+      return await new Promise<void>((done) => {
+        this.buffer.push({ item, outcome, completion, span, done });
+        if (!this.flushing) void this.flush();
+      });
+    } finally {
+      span.end();
+    }
   }
 
   private completionOf(item: ClaimedItem, outcome: Outcome): Completion {
@@ -149,22 +161,22 @@ export class Completer {
         'recording a batch of outcomes failed; recording them one by one',
       );
       await Promise.all(
-        batch.map(({ item, outcome, completion, done }) =>
-          this.completeOne(item, outcome, completion).finally(done),
+        batch.map(({ item, outcome, completion, span, done }) =>
+          this.completeOne(item, outcome, completion, span).finally(done),
         ),
       );
       return;
     }
-    batch.forEach(({ item, outcome, completion, done }, index) => {
+    batch.forEach(({ item, outcome, completion, span, done }, index) => {
       try {
         const result = results[index];
         if (result === undefined || result.leaseLost || result.state === null) {
-          this.reportLeaseLost(item, outcome);
+          this.reportLeaseLost(item, outcome, span);
         } else {
-          this.reportRecorded(item, outcome, completion, result.state);
+          this.reportRecorded(item, outcome, completion, result.state, span);
         }
       } catch (error) {
-        this.reportNotRecorded(item, error);
+        this.reportNotRecorded(item, error, span);
       } finally {
         done();
       }
@@ -175,15 +187,16 @@ export class Completer {
     item: ClaimedItem,
     outcome: Outcome,
     completion: Completion,
+    span: Span,
   ): Promise<void> {
     try {
       const recorded = await this.recordWhileLeased(item, () =>
         completeOutboxAttempt(this.options.pool, this.options.workerId, completion),
       );
-      this.reportRecorded(item, outcome, completion, recorded.state);
+      this.reportRecorded(item, outcome, completion, recorded.state, span);
     } catch (error) {
-      if (error instanceof LeaseLostError) this.reportLeaseLost(item, outcome);
-      else this.reportNotRecorded(item, error);
+      if (error instanceof LeaseLostError) this.reportLeaseLost(item, outcome, span);
+      else this.reportNotRecorded(item, error, span);
     }
   }
 
@@ -192,8 +205,10 @@ export class Completer {
     outcome: Outcome,
     completion: Completion,
     recordedState: CompletionState,
+    span: Span,
   ): void {
     const { logger, metrics } = this.options;
+    span.setAttribute(SPAN_ATTRIBUTES.recordedState, recordedState);
     const retryDelaySeconds = completion.retryDelaySeconds ?? null;
     metrics.completed(
       item.railType,
@@ -222,7 +237,9 @@ export class Completer {
     }
   }
 
-  private reportLeaseLost(item: ClaimedItem, outcome: Outcome): void {
+  private reportLeaseLost(item: ClaimedItem, outcome: Outcome, span: Span): void {
+    span.setAttribute(SPAN_ATTRIBUTES.leaseLost, true);
+    span.setStatus({ code: SpanStatusCode.ERROR, message: 'LEASE_LOST' });
     this.options.metrics.leaseLost(item.railType);
     this.options.logger.warn(
       { event: 'lease_lost', ...this.context(item), state: outcome.state },
@@ -232,7 +249,8 @@ export class Completer {
 
   /** The lease expires and another worker's repair requeues the item: nothing is lost,
    * and the rail sees the same idempotency key again. */
-  private reportNotRecorded(item: ClaimedItem, error: unknown): void {
+  private reportNotRecorded(item: ClaimedItem, error: unknown, span: Span): void {
+    span.setStatus({ code: SpanStatusCode.ERROR, message: 'outcome not recorded' });
     this.options.logger.error(
       {
         event: 'completion_failed',
