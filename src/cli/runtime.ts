@@ -95,6 +95,9 @@ async function startWithRails(
   }
   const metrics = new RelayerMetrics({ poolStats: () => pool });
   metrics.initialiseSeries(rails.railTypes());
+  for (const railType of rails.railTypes()) {
+    metrics.declareErrorCodes(railType, rails.get(railType)?.errorCodes);
+  }
   const tracing = new Tracing(config.tracing, {
     workerId: config.workerId,
     version: metrics.version,

@@ -9,11 +9,12 @@ import {
   type Completion,
   type CompletionState,
 } from '../db/outbox.ts';
-import type { RelayerMetrics } from '../observability/metrics.ts';
+import { OTHER_ERROR_CODE, type RelayerMetrics } from '../observability/metrics.ts';
 import { NO_TRACING, SPAN_ATTRIBUTES, type Tracing } from '../observability/tracing.ts';
 import { SpanStatusCode, type Span } from '@opentelemetry/api';
 import type { DispatchOutcome } from '../rails/rail.ts';
 import { retryDelayMs, type RetryPolicy } from './backoff.ts';
+import { dispatchLogFields, itemLogFields } from './item-log.ts';
 
 const OUTCOME_LABEL: Record<CompletionState, 'dispatched' | 'retryable' | 'failed'> = {
   DISPATCHED: 'dispatched',
@@ -220,16 +221,20 @@ export class Completer {
       this.options.onRetryScheduled(new Date(Date.now() + retryDelaySeconds * 1000));
     }
     if (recordedState !== 'DISPATCHED') {
-      const errorCode =
-        recordedState === outcome.state || outcome.state === 'DISPATCHED'
-          ? completion.errorCode
-          : `${completion.errorCode} (retry ceiling reached)`;
+      const ceilingReached = outcome.state === 'RETRYABLE' && recordedState === 'FAILED';
+      metrics.attemptFailed(
+        item.railType,
+        OUTCOME_LABEL[recordedState] as 'retryable' | 'failed',
+        completion.errorCode ?? OTHER_ERROR_CODE,
+        ceilingReached,
+      );
       logger.warn(
         {
           event: 'attempt_failed',
-          ...this.context(item),
+          ...this.context(item, outcome),
           state: recordedState,
-          errorCode,
+          errorCode: completion.errorCode,
+          ...(ceilingReached ? { retryCeilingReached: true } : {}),
           retryDelaySeconds,
         },
         recordedState === 'RETRYABLE' ? 'dispatch will be retried' : 'dispatch failed for good',
@@ -242,7 +247,7 @@ export class Completer {
     span.setStatus({ code: SpanStatusCode.ERROR, message: 'LEASE_LOST' });
     this.options.metrics.leaseLost(item.railType);
     this.options.logger.warn(
-      { event: 'lease_lost', ...this.context(item), state: outcome.state },
+      { event: 'lease_lost', ...this.context(item, outcome), state: outcome.state },
       'completion refused (P7002): another worker owns this item now; not retrying',
     );
   }
@@ -261,8 +266,8 @@ export class Completer {
     );
   }
 
-  private context(item: ClaimedItem) {
-    return { outboxId: item.outboxId, rail: item.railType, attemptNo: item.attemptCount + 1 };
+  private context(item: ClaimedItem, outcome?: Outcome) {
+    return { ...itemLogFields(item), ...(outcome ? dispatchLogFields(outcome) : {}) };
   }
 
   private async recordWhileLeased<T>(item: ClaimedItem, record: () => Promise<T>): Promise<T> {

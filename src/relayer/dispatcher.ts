@@ -8,6 +8,7 @@ import type { Span } from '@opentelemetry/api';
 import { dispatchSafely } from '../rails/dispatch.ts';
 import type { RailRegistry } from '../rails/registry.ts';
 import type { Completer } from './completer.ts';
+import { dispatchLogFields, itemLogFields } from './item-log.ts';
 
 export interface DispatcherOptions {
   concurrency: number;
@@ -115,6 +116,16 @@ export class Dispatcher {
       { timeoutMs: this.options.dispatchTimeoutMs, signal: this.shutdownSignal.signal },
     );
     tracing.endDispatch(span, outcome);
+    this.options.logger.debug(
+      {
+        event: 'dispatch',
+        ...itemLogFields(item),
+        state: outcome.state,
+        ...(outcome.state === 'DISPATCHED' ? {} : { errorCode: outcome.errorCode }),
+        ...dispatchLogFields(outcome),
+      },
+      'dispatch attempt finished',
+    );
     await this.options.completer.complete(item, outcome, span);
   }
 
