@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,6 +8,7 @@ import { loadRailRegistry, parseRailsConfig } from '../../src/rails/registry.ts'
 import { dispatchRequest } from '../support/dispatch-requests.ts';
 import { enqueueItems } from '../support/outbox-fixtures.ts';
 import { REPO_ROOT } from '../support/paths.ts';
+import { freePort, waitUntil } from '../support/processes.ts';
 import { startRailServer, type RailServer } from '../support/rail-server.ts';
 import {
   relayerDatabase,
@@ -22,6 +23,8 @@ const SECRET = 'sk_live_module_option_secret';
 let dir: string;
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'symphony-rail-module-'));
+  // The embedded PostgreSQL of `local` runs as its own OS user when the suite runs as root.
+  await chmod(dir, 0o755);
 });
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
@@ -189,7 +192,7 @@ describe('a rail module in a separate directory, as the README writes it, behind
     const rails = JSON.stringify({
       acme: { type: 'module', module: './my-rail.mjs', options: { url: rail.url } },
     });
-    rail.setDefault({ status: 201, body: { id: 'acme-ref' } });
+    rail.setDefault({ status: 201, body: { reference: 'acme-ref' } });
     const relayer = spawnRelayer(
       target.env({ SYMPHONY_RAILS: rails, LOG_LEVEL: 'info' }),
       ['run'],
@@ -219,6 +222,61 @@ describe('a rail module in a separate directory, as the README writes it, behind
       relayer.child.kill('SIGTERM');
     }
     expect((await relayer.exited).code).toBe(0);
+  });
+
+  it('runs as the README shows on one machine: the mock rail and `local --rail acme`', async () => {
+    const port = await freePort();
+    const mockRail = spawnRelayer(
+      {},
+      ['mock-rail', '--port', String(port), '--host', '127.0.0.1'],
+      {
+        cwd: userDir,
+      },
+    );
+    const dataDir = join(dir, 'local-data');
+    const rails = JSON.stringify({
+      acme: {
+        type: 'module',
+        module: './my-rail.mjs',
+        options: { url: `http://127.0.0.1:${port}/dispatch` },
+      },
+    });
+    const local = spawnRelayer(
+      { SYMPHONY_RAILS: rails, SYMPHONY_HTTP_PORT: '0', SYMPHONY_POLL_INTERVAL_MS: '1000' },
+      ['local', '--rail', 'acme', '--rate', '20', '--data-dir', dataDir],
+      { cwd: userDir },
+    );
+    try {
+      await waitForLog(mockRail, 'mock_rail_listening');
+      const dispatched = await waitUntil(
+        async () => {
+          const counts = [...local.output().matchAll(/progress: dispatched=(\d+)/g)];
+          const last = Number(counts.at(-1)?.[1] ?? 0);
+          if (local.child.exitCode !== null) throw new Error(`local exited: ${local.output()}`);
+          return last > 0 ? last : undefined;
+        },
+        {
+          description: `progress with dispatched payments (${local.output().slice(-1500)})`,
+          attempts: 240,
+        },
+      );
+      expect(dispatched).toBeGreaterThan(0);
+      expect(local.output()).toContain('demo producer enqueueing 20 payments/s on the acme rail');
+      local.child.kill('SIGINT');
+      expect((await local.exited).code).toBe(0);
+    } finally {
+      local.child.kill('SIGKILL');
+      mockRail.child.kill('SIGTERM');
+      await mockRail.exited;
+    }
+  }, 150_000);
+
+  it('`local --rail` refuses a rail that is not configured, before starting anything', async () => {
+    const local = spawnRelayer({}, ['local', '--rail', 'acme', '--data-dir', join(dir, 'unused')]);
+    expect((await local.exited).code).toBe(2);
+    expect(local.output().trim()).toBe(
+      'symphony-relay: --rail "acme" is not a configured rail: add it to SYMPHONY_RAILS (configured: sandbox)',
+    );
   });
 
   it('refuses to start with one line when the module is missing', async () => {
