@@ -98,6 +98,8 @@ async function callAdapter(
   try {
     return validOutcome(await adapter.dispatch(request));
   } catch (error) {
+    // An adapter that lets its aborted fetch throw means "cut short", not an adapter fault.
+    if (request.signal.aborted) return abortedOutcome(request.signal);
     return {
       state: 'RETRYABLE',
       errorCode: errorClassName(error),

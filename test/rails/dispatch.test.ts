@@ -129,6 +129,17 @@ describe('dispatchSafely', () => {
     await new Promise((resolve) => setTimeout(resolve, lateMs));
   });
 
+  it('records an adapter that rethrows its abort as TIMEOUT, not as an adapter error', async () => {
+    const { rail } = adapter(
+      (request) =>
+        new Promise((_resolve, reject) =>
+          request.signal.addEventListener('abort', () => reject(request.signal.reason)),
+        ),
+    );
+    const outcome = await dispatchSafely(registryWith(rail), dispatchInput(), { timeoutMs: 20 });
+    expect(outcome).toMatchObject({ state: 'RETRYABLE', errorCode: 'TIMEOUT' });
+  });
+
   it('hears an adapter that answers as its signal aborts (it may already hold an acceptance)', async () => {
     const { rail } = adapter(
       (request) =>
