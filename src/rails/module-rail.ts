@@ -72,7 +72,7 @@ export async function loadModuleRail(load: ModuleRailLoad): Promise<RailAdapter>
   } catch (error) {
     fail(`factory threw: ${errorText(error)} (check the rail's "options")`);
   }
-  if (!isAdapter(adapter)) {
+  if (!isRailAdapter(adapter)) {
     fail(
       'factory returned no rail adapter: expected an object with a dispatch(request) function (and optionally close())',
     );
@@ -146,7 +146,8 @@ function factoryOf(namespace: Record<string, unknown>): RailAdapterFactory | und
   return typeof nested === 'function' ? (nested as RailAdapterFactory) : undefined;
 }
 
-function isAdapter(value: unknown): value is RailAdapter {
+/** An object with a dispatch function (and, if any, a close function). */
+export function isRailAdapter(value: unknown): value is RailAdapter {
   if (typeof value !== 'object' || value === null) return false;
   const candidate = value as Record<string, unknown>;
   return (

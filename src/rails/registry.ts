@@ -1,7 +1,12 @@
 import type { Logger } from 'pino';
 import { ConfigError } from '../config-error.ts';
 import { HttpRail, parseHttpOptions, type HttpRailOptions } from './http.ts';
-import { loadModuleRail, parseModuleOptions, type ModuleRailOptions } from './module-rail.ts';
+import {
+  isRailAdapter,
+  loadModuleRail,
+  parseModuleOptions,
+  type ModuleRailOptions,
+} from './module-rail.ts';
 import { isPlainObject, RailOptionsReader } from './options.ts';
 import type { RailAdapter } from './rail.ts';
 import { parseSandboxOptions, SandboxRail, type SandboxRailOptions } from './sandbox.ts';
@@ -110,6 +115,12 @@ export async function loadRailRegistry(
   const built: [string, RailAdapter][] = [];
   try {
     for (const [railType, adapter] of Object.entries(options.adapters ?? {})) {
+      if (!RAIL_KEY.test(railType) || !isRailAdapter(adapter)) {
+        throw new ConfigError(
+          'rails',
+          `rail ${JSON.stringify(railType.slice(0, 80))} given in code is invalid: expected a rail_type of 1-64 letters, digits, "_", ".", ":" or "-" and an object with a dispatch(request) function`,
+        );
+      }
       if (rails[railType]) {
         throw new ConfigError(
           source,

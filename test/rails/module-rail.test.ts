@@ -148,6 +148,25 @@ describe("module rails: loaded from the user's code and checked at start", () =>
     ).toThrow('"url" is invalid: expected no such option');
   });
 
+  it('checks adapters given in code the same way, and refuses a rail_type given twice', async () => {
+    const refused = (adapters: Record<string, unknown>, rails = {}) =>
+      loadRailRegistry(parseRailsConfig(rails), {
+        logger,
+        adapters: adapters as never,
+      }).then(
+        () => 'accepted',
+        (error: Error) => error.message,
+      );
+    expect(await refused({ acme: { send: () => undefined } })).toBe(
+      'rail "acme" given in code is invalid: expected a rail_type of 1-64 letters, digits, "_", ".", ":" or "-" and an object with a dispatch(request) function',
+    );
+    const adapter = { dispatch: async () => ({ state: 'DISPATCHED', railReference: null }) };
+    expect(await refused({ sandbox: adapter }, { sandbox: { type: 'sandbox' } })).toContain(
+      'SYMPHONY_RAILS rail "sandbox" is also given as an adapter in code',
+    );
+    expect(await refused({ acme: adapter })).toBe('accepted');
+  });
+
   it('closes the adapters it already built when a later rail fails', async () => {
     const marker = join(dir, 'closed.txt');
     const file = await writeModule(
