@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { ConfigError, showValue } from './config-error.ts';
 import { LOG_LEVELS, type LogLevel } from './observability/logger.ts';
+import type { TracingConfig } from './observability/tracing.ts';
 import { DEFAULT_RAILS_JSON, parseRailsConfig, type RailsConfig } from './rails/registry.ts';
 import type { RetryPolicy } from './relayer/backoff.ts';
 
@@ -32,6 +33,8 @@ export interface RelayerConfig {
   /** Where the rails came from, for the startup log line. */
   railsSource: 'default' | 'SYMPHONY_RAILS' | 'SYMPHONY_RAILS_FILE';
   logLevel: LogLevel;
+  /** OpenTelemetry trace export, from the standard OTEL_* variables; off unless an endpoint is set. */
+  tracing: TracingConfig;
 }
 
 interface Parser<T> {
@@ -103,6 +106,42 @@ const postgresUrl: Parser<string> = {
     }
   },
 };
+
+const httpUrl: Parser<string> = {
+  allowed: 'an http:// or https:// URL',
+  parse: (raw) => {
+    try {
+      const url = new URL(raw);
+      return url.protocol === 'http:' || url.protocol === 'https:' ? raw : undefined;
+    } catch {
+      return undefined;
+    }
+  },
+};
+
+/** `key=value,key2=value2` with URL-encoded values (the OpenTelemetry format). */
+const otlpHeaders: Parser<Record<string, string>> = {
+  allowed: 'a list of name=value pairs separated by commas',
+  secret: true,
+  parse: (raw) => {
+    const headers: Record<string, string> = {};
+    for (const pair of raw.split(',')) {
+      const at = pair.indexOf('=');
+      if (at <= 0) return undefined;
+      const name = pair.slice(0, at).trim();
+      if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(name)) return undefined;
+      try {
+        headers[name] = decodeURIComponent(pair.slice(at + 1).trim());
+      } catch {
+        return undefined;
+      }
+    }
+    return headers;
+  },
+};
+
+const OTLP_PROTOCOL_HELP =
+  'http/json (the relayer exports OTLP as JSON over HTTP, which an OpenTelemetry Collector accepts on port 4318)';
 
 // The rails settings are validated as a whole in loadRails (JSON, exclusivity, each rail).
 const railsJson: Parser<string> = { allowed: 'a JSON object', parse: (raw) => raw };
@@ -212,7 +251,7 @@ const SETTINGS = {
   SYMPHONY_RAILS: setting(
     railsJson,
     DEFAULT_RAILS_JSON,
-    'JSON object: rail_type → { "type": "sandbox" | "http", ...options }. Not together with SYMPHONY_RAILS_FILE.',
+    'JSON object: rail_type → { "type": "sandbox" | "http", ...options } or { "type": "module", "module": "<file or package>", "options": {...} } (your own adapter). Not together with SYMPHONY_RAILS_FILE.',
   ),
   SYMPHONY_RAILS_FILE: setting(
     filePath,
@@ -220,6 +259,46 @@ const SETTINGS = {
     'Path of a file holding the same JSON as SYMPHONY_RAILS (keeps rail credentials out of the environment).',
   ),
   LOG_LEVEL: setting(oneOf(LOG_LEVELS), 'info', `Log level: ${LOG_LEVELS.join(', ')}.`),
+  OTEL_EXPORTER_OTLP_ENDPOINT: setting(
+    httpUrl,
+    null,
+    'OpenTelemetry: base URL of an OTLP/HTTP receiver; traces go to <url>/v1/traces. Tracing is off unless this or the next variable is set.',
+  ),
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: setting(
+    httpUrl,
+    null,
+    'OpenTelemetry: full URL traces are sent to (wins over OTEL_EXPORTER_OTLP_ENDPOINT).',
+  ),
+  OTEL_EXPORTER_OTLP_PROTOCOL: setting(
+    oneOf(['http/json'] as const),
+    'http/json',
+    `OpenTelemetry: export protocol; only ${OTLP_PROTOCOL_HELP}.`,
+  ),
+  OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: setting(
+    oneOf(['http/json'] as const),
+    'http/json',
+    'OpenTelemetry: the same, for traces only.',
+  ),
+  OTEL_EXPORTER_OTLP_HEADERS: setting(
+    otlpHeaders,
+    null,
+    'OpenTelemetry: headers sent with every export (e.g. an API key), as name=value pairs separated by commas; never logged.',
+  ),
+  OTEL_SERVICE_NAME: setting(
+    matching(/^[\x21-\x7e]{1,128}$/, '1-128 printable ASCII characters'),
+    'symphony-relay',
+    'OpenTelemetry: service.name of the exported spans.',
+  ),
+  OTEL_TRACES_EXPORTER: setting(
+    oneOf(['otlp', 'none'] as const),
+    'otlp',
+    'OpenTelemetry: none turns trace export off even when an endpoint is set.',
+  ),
+  OTEL_SDK_DISABLED: setting(
+    boolean,
+    'false',
+    'OpenTelemetry: true turns tracing off entirely (no spans, no traceparent to rails).',
+  ),
 } as const;
 
 type SettingName = keyof typeof SETTINGS;
@@ -277,6 +356,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RelayerConfig 
     queueStatsIntervalMs: read('SYMPHONY_QUEUE_STATS_INTERVAL_MS'),
     ...loadRails(env),
     logLevel: read('LOG_LEVEL'),
+    tracing: loadTracing(env, read),
   };
   checkLeaseOutlastsDispatch(config);
   checkRetryBounds(config);
@@ -341,6 +421,26 @@ function loadRails(env: NodeJS.ProcessEnv): Pick<RelayerConfig, 'rails' | 'rails
     ),
     railsSource: source,
   };
+}
+
+/** OpenTelemetry's own rules: the signal-specific endpoint as is, else <base>/v1/traces. */
+function loadTracing(
+  env: NodeJS.ProcessEnv,
+  read: <N extends SettingName>(name: N) => ValueOf<N>,
+): TracingConfig {
+  const optional = <N extends SettingName>(name: N): ValueOf<N> | undefined =>
+    nonEmpty(env[name]) === undefined ? undefined : read(name);
+  const tracesEndpoint = optional('OTEL_EXPORTER_OTLP_TRACES_ENDPOINT');
+  const baseEndpoint = optional('OTEL_EXPORTER_OTLP_ENDPOINT');
+  read('OTEL_EXPORTER_OTLP_PROTOCOL');
+  read('OTEL_EXPORTER_OTLP_TRACES_PROTOCOL');
+  const headers = optional('OTEL_EXPORTER_OTLP_HEADERS') ?? {};
+  const serviceName = read('OTEL_SERVICE_NAME');
+  const off = read('OTEL_SDK_DISABLED') || read('OTEL_TRACES_EXPORTER') === 'none';
+  const tracesUrl =
+    tracesEndpoint ??
+    (baseEndpoint === undefined ? undefined : `${baseEndpoint.replace(/\/+$/, '')}/v1/traces`);
+  return { tracesUrl: off ? undefined : tracesUrl, headers, serviceName };
 }
 
 function readRailsFile(path: string): string {

@@ -319,7 +319,7 @@ describe('rails configuration', () => {
   it('names the source and the rail key of an invalid entry', () => {
     const inline = configError({ SYMPHONY_RAILS: JSON.stringify({ card: { type: 'ftp' } }) });
     expect(inline.message).toBe(
-      'SYMPHONY_RAILS rail "card": "type" is invalid: expected one of "sandbox", "http"',
+      'SYMPHONY_RAILS rail "card": "type" is invalid: expected one of "sandbox", "http", "module"',
     );
     const file = configError({
       SYMPHONY_RAILS_FILE: railsFile(JSON.stringify({ card: { type: 'http' } })),

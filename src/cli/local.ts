@@ -11,6 +11,8 @@ import { startDemoProducer } from '../demo/producer.ts';
 import { isRoot, serverUser, userCan } from '../embedded/binaries.ts';
 import { startDetachedEmbeddedPostgres } from '../embedded/detached.ts';
 import { createLogger, LOG_LEVELS } from '../observability/logger.ts';
+import { loadConfig } from '../config.ts';
+import { CliError } from './errors.ts';
 import { startProgressReporter } from './progress.ts';
 import { startRuntime, stopOnSignals, type Runtime } from './runtime.ts';
 
@@ -78,16 +80,29 @@ export function registerLocalCommand(program: Command): void {
         'policy, the relayer on the sandbox rail and a demo producer; Ctrl-C stops everything',
     )
     .option('--rate <items/s>', 'demo producer rate (0 = no producer)', '50')
+    .option(
+      '--rail <rail_type>',
+      'rail_type of the demo payments (configure it in SYMPHONY_RAILS, e.g. your own module rail)',
+      'sandbox',
+    )
     .option('--pg-port <port>', 'port of the embedded PostgreSQL (default: a free one)')
     .option(
       '--data-dir <dir>',
       'data directory of the embedded PostgreSQL (default: .data/postgres in the checkout; as root, ' +
         'below the system temporary directory when the postgres OS user cannot enter the checkout)',
     )
-    .action(async (options: { rate: string; pgPort?: string; dataDir?: string }) => {
+    .action(async (options: { rate: string; rail: string; pgPort?: string; dataDir?: string }) => {
       const rate = Number(options.rate);
       if (!Number.isFinite(rate) || rate < 0 || rate > 100_000) {
         throw new Error(`--rate "${options.rate}" is invalid: expected a number from 0 to 100000`);
+      }
+      // Checked before PostgreSQL starts: demo payments on a rail nobody serves would all fail.
+      const configuredRails = Object.keys(loadConfig(process.env).rails);
+      if (rate > 0 && !configuredRails.includes(options.rail)) {
+        throw new CliError(
+          `--rail "${options.rail}" is not a configured rail: add it to SYMPHONY_RAILS (configured: ${configuredRails.join(', ')})`,
+          2,
+        );
       }
       // The demo's sandbox rail fails on purpose; per-attempt warnings would bury the progress
       // lines, so the local default is errors only (LOG_LEVEL=info shows everything).
@@ -119,7 +134,7 @@ export function registerLocalCommand(program: Command): void {
           ? startDemoProducer({
               connectionString: producerUrl,
               itemsPerSecond: rate,
-              railType: 'sandbox',
+              railType: options.rail,
               logger,
             })
           : undefined;
@@ -130,7 +145,7 @@ export function registerLocalCommand(program: Command): void {
       if (http) say(`metrics ${http}/metrics, probes ${http}/healthz and ${http}/readyz`);
       say(
         producer
-          ? `demo producer enqueueing ${rate} payments/s on the sandbox rail`
+          ? `demo producer enqueueing ${rate} payments/s on the ${options.rail} rail`
           : 'no demo producer (--rate 0)',
       );
       say('progress every 5 s; Ctrl-C stops everything cleanly');

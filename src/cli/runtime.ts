@@ -2,10 +2,12 @@ import { loadConfig, requireDatabaseUrl, type RelayerConfig } from '../config.ts
 import { describeConnectionFailure } from '../db/connection-failure.ts';
 import { createPool, logPoolTransitions } from '../db/pool.ts';
 import { EXECUTOR_STATEMENT_TIMEOUT } from '../db/roles.ts';
-import { createLogger, type Logger } from '../observability/logger.ts';
+import { createLogger, redactUrl, type Logger } from '../observability/logger.ts';
 import { RelayerMetrics } from '../observability/metrics.ts';
 import { startObservabilityServer, type ObservabilityServer } from '../observability/server.ts';
-import { buildRailRegistry } from '../rails/registry.ts';
+import { Tracing } from '../observability/tracing.ts';
+import type { RailAdapter } from '../rails/rail.ts';
+import { loadRailRegistry } from '../rails/registry.ts';
 import {
   assertActivePolicy,
   assertActsAsRuntimeRole,
@@ -20,7 +22,14 @@ export interface Runtime {
   metrics: RelayerMetrics;
   relayer: Relayer;
   server: ObservabilityServer | undefined;
+  /** The rail types this worker claims (configured and given in code). */
+  railTypes: string[];
   stop(): Promise<ShutdownReport>;
+}
+
+export interface RuntimeOptions {
+  /** Adapters built in the caller's own code, keyed by rail_type, next to SYMPHONY_RAILS. */
+  adapters?: Record<string, RailAdapter>;
 }
 
 /** Connections beyond the dispatch slots: one claim, one repair, one queue-stats sample. */
@@ -37,13 +46,21 @@ const MAX_COMPLETION_CONNECTIONS = 16;
 export async function startRuntime(
   env: NodeJS.ProcessEnv = process.env,
   logger?: Logger,
+  options: RuntimeOptions = {},
 ): Promise<Runtime> {
   const config = loadConfig(env);
   const databaseUrl = requireDatabaseUrl(config);
   const log = (logger ?? createLogger({ level: config.logLevel, name: 'symphony-relay' })).child({
     workerId: config.workerId,
   });
-  const rails = buildRailRegistry(config.rails, config.railsSource);
+  const inCode = Object.keys(options.adapters ?? {}).length > 0;
+  // The sandbox default is for a bare `run`; rails given in code replace it, never join it.
+  const configured = inCode && config.railsSource === 'default' ? {} : config.rails;
+  const rails = await loadRailRegistry(configured, {
+    source: config.railsSource === 'default' ? 'SYMPHONY_RAILS' : config.railsSource,
+    logger: log,
+    adapters: options.adapters,
+  });
   const started: (() => Promise<unknown>)[] = [() => rails.close()];
   const undo = async () => {
     for (const stop of started.reverse()) await stop().catch(() => undefined);
@@ -84,6 +101,20 @@ export async function startRuntime(
     }
     const metrics = new RelayerMetrics({ poolStats: () => pool });
     metrics.initialiseSeries(rails.railTypes());
+    for (const railType of rails.railTypes()) {
+      metrics.declareErrorCodes(railType, rails.get(railType)?.errorCodes);
+    }
+    const tracing = new Tracing(config.tracing, {
+      workerId: config.workerId,
+      version: metrics.version,
+    });
+    started.push(() => tracing.shutdown());
+    if (tracing.enabled) {
+      log.info(
+        { event: 'tracing_enabled', tracesUrl: redactUrl(config.tracing.tracesUrl ?? '') },
+        'exporting OpenTelemetry traces over OTLP/HTTP (http/json)',
+      );
+    }
     const relayer = new Relayer({
       pool,
       listenConnectionString: config.pollOnly ? null : databaseUrl,
@@ -102,6 +133,7 @@ export async function startRuntime(
       rails,
       logger: log,
       metrics,
+      tracing,
     });
     const server =
       config.http.port === 0
@@ -127,8 +159,17 @@ export async function startRuntime(
       metrics,
       relayer,
       server,
+      railTypes: rails.railTypes(),
       async stop() {
         const report = await relayer.stop();
+        await tracing
+          .shutdown()
+          .catch((error: Error) =>
+            log.warn(
+              { event: 'tracing_flush_failed', err: { message: error.message } },
+              'could not export the last spans',
+            ),
+          );
         await server?.close();
         await rails.close();
         await pool.end();

@@ -38,6 +38,24 @@ export interface RelayerMetricsOptions {
 
 const PREFIX = 'symphony_relay_';
 
+/** Error codes of the relayer and its built-in rails; an adapter declares its own (errorCodes). */
+export const BUILT_IN_ERROR_CODES = [
+  'TIMEOUT',
+  'ABORTED',
+  'NETWORK_ERROR',
+  'UNKNOWN_RAIL',
+  'INVALID_OUTCOME',
+  'INVALID_REQUEST',
+  'SANDBOX_RETRYABLE',
+  'SANDBOX_REJECTED',
+] as const;
+/** HTTP_<status> from the http rail: at most 500 values, so always its own label. */
+const HTTP_STATUS_CODE = /^HTTP_[1-5]\d\d$/;
+/** Bounds what an adapter may declare, so no adapter can blow up the series count. */
+const MAX_DECLARED_CODES = 100;
+const DECLARED_CODE = /^[A-Za-z0-9_.:-]{1,64}$/;
+export const OTHER_ERROR_CODE = 'other';
+
 // Rail calls are network round trips with a dispatch timeout of seconds: 5 ms up to a minute.
 const DISPATCH_DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
@@ -53,6 +71,8 @@ const ENQUEUE_TO_DISPATCH_BUCKETS = [
  */
 export class RelayerMetrics {
   readonly registry: Registry;
+  /** The build's version, as in symphony_relay_build_info. */
+  readonly version: string;
 
   private readonly clock: () => number;
   private lastTickMs: number | undefined;
@@ -60,6 +80,10 @@ export class RelayerMetrics {
   private readonly itemsClaimed: Counter<'rail'>;
   private readonly itemsCompleted: Counter<'rail' | 'outcome'>;
   private readonly leasesLost: Counter<'rail'>;
+  private readonly attemptErrors: Counter<'rail' | 'outcome' | 'error_code'>;
+  private readonly retryCeilingReached: Counter<'rail'>;
+  /** rail → the error codes its adapter declared (label values allowed besides the built-ins). */
+  private readonly declaredErrorCodes = new Map<string, ReadonlySet<string>>();
   private readonly dispatchDuration: Histogram<'rail' | 'outcome'>;
   private readonly enqueueToDispatch: Histogram<'rail'>;
   private readonly dispatchInFlight: Gauge;
@@ -83,6 +107,7 @@ export class RelayerMetrics {
 
   constructor(options: RelayerMetricsOptions = {}) {
     this.clock = options.clock ?? Date.now;
+    this.version = options.version ?? packageVersion();
     const registry = new Registry();
     this.registry = registry;
     collectDefaultMetrics({ register: registry });
@@ -103,6 +128,18 @@ export class RelayerMetrics {
     this.leasesLost = new Counter({
       name: `${PREFIX}lease_lost_total`,
       help: 'Completions refused with P7002 LEASE_LOST: another worker owns the item now.',
+      labelNames: ['rail'],
+      registers,
+    });
+    this.attemptErrors = new Counter({
+      name: `${PREFIX}attempt_errors_total`,
+      help: 'Recorded attempts that did not dispatch, by outcome (retryable, failed) and error code (codes the relayer, its rails or the adapter declare; anything else is "other").',
+      labelNames: ['rail', 'outcome', 'error_code'],
+      registers,
+    });
+    this.retryCeilingReached = new Counter({
+      name: `${PREFIX}retry_ceiling_reached_total`,
+      help: 'Items the database turned from RETRYABLE into FAILED because they reached the retry ceiling.',
       labelNames: ['rail'],
       registers,
     });
@@ -197,7 +234,7 @@ export class RelayerMetrics {
     const poolStats = options.poolStats;
     new Gauge({
       name: `${PREFIX}db_pool_connections`,
-      help: 'Database pool connections by state (total, idle, waiting clients).',
+      help: 'Database pool connections by state: total (open), idle, busy (checked out).',
       labelNames: ['state'],
       registers,
       collect() {
@@ -205,7 +242,16 @@ export class RelayerMetrics {
         if (!stats) return;
         this.set({ state: 'total' }, stats.totalCount);
         this.set({ state: 'idle' }, stats.idleCount);
-        this.set({ state: 'waiting' }, stats.waitingCount);
+        this.set({ state: 'busy' }, Math.max(0, stats.totalCount - stats.idleCount));
+      },
+    });
+    new Gauge({
+      name: `${PREFIX}db_pool_waiting_requests`,
+      help: 'Queries waiting for a free pool connection (requests, not connections); above 0 for long means the pool is too small or the database slow.',
+      registers,
+      collect() {
+        const stats = poolStats?.();
+        if (stats) this.set(stats.waitingCount);
       },
     });
 
@@ -224,7 +270,7 @@ export class RelayerMetrics {
       help: 'Always 1; the version label says which build is running.',
       labelNames: ['version'],
       registers,
-    }).set({ version: options.version ?? packageVersion() }, 1);
+    }).set({ version: this.version }, 1);
   }
 
   /**
@@ -240,6 +286,7 @@ export class RelayerMetrics {
     for (const rail of rails) {
       this.itemsClaimed.inc({ rail }, 0);
       this.leasesLost.inc({ rail }, 0);
+      this.retryCeilingReached.inc({ rail }, 0);
       for (const outcome of DISPATCH_OUTCOMES) this.itemsCompleted.inc({ rail, outcome }, 0);
     }
     for (const source of WAKEUP_SOURCES) this.wakeups.inc({ source }, 0);
@@ -271,6 +318,40 @@ export class RelayerMetrics {
     if (outcome === 'dispatched' && enqueueToDispatchSeconds !== undefined) {
       this.enqueueToDispatch.observe({ rail: label }, Math.max(0, enqueueToDispatchSeconds));
     }
+  }
+
+  /**
+   * Lets a rail's own error codes be label values (bounded: up to 100 codes of 1-64 letters,
+   * digits, "_", ".", ":" or "-"; the rest of an oversized or odd list is ignored).
+   */
+  declareErrorCodes(rail: string, codes: readonly string[] | undefined): void {
+    const valid = (codes ?? []).filter(
+      (code) => typeof code === 'string' && DECLARED_CODE.test(code),
+    );
+    this.declaredErrorCodes.set(rail, new Set(valid.slice(0, MAX_DECLARED_CODES)));
+  }
+
+  /** The label value for an error code: the code when it is known, else "other". */
+  errorCodeLabel(rail: string, errorCode: string): string {
+    if ((BUILT_IN_ERROR_CODES as readonly string[]).includes(errorCode)) return errorCode;
+    if (HTTP_STATUS_CODE.test(errorCode)) return errorCode;
+    return this.declaredErrorCodes.get(rail)?.has(errorCode) ? errorCode : OTHER_ERROR_CODE;
+  }
+
+  /** A recorded attempt that did not dispatch; `ceilingReached` when the database turned it FAILED. */
+  attemptFailed(
+    rail: string,
+    outcome: 'retryable' | 'failed',
+    errorCode: string,
+    ceilingReached = false,
+  ): void {
+    const label = this.railLabel(rail);
+    this.attemptErrors.inc({
+      rail: label,
+      outcome,
+      error_code: this.errorCodeLabel(rail, errorCode),
+    });
+    if (ceilingReached) this.retryCeilingReached.inc({ rail: label });
   }
 
   /** A completion refused with P7002; not counted as completed, since nothing was recorded. */

@@ -26,6 +26,15 @@ function bounded(text: string, max: number): string {
 }
 
 /**
+ * After its signal aborts, an adapter gets this long to say what happened before it is cut
+ * short. An adapter that honours its signal answers within microseconds, and its answer can
+ * differ from "timed out": the http rail that already has a 2xx status reports DISPATCHED
+ * (the rail accepted the payment; only the body with its reference was late). The lease
+ * margin covers it many times over.
+ */
+export const ABORT_GRACE_MS = 250;
+
+/**
  * Delivers one item and always comes back with an outcome, within `timeoutMs`: an unknown
  * rail_type is RETRYABLE (never FAILED by configuration), an adapter that throws, returns garbage, or hangs (even one that
  * ignores its abort signal) is RETRYABLE. Every claimed item therefore reaches completion;
@@ -64,12 +73,17 @@ async function settle(
   const forwardAbort = () => controller.abort(options.signal?.reason);
   options.signal?.addEventListener('abort', forwardAbort, { once: true });
 
-  // Resolves when the deadline passes or the relayer aborts, whether or not the adapter
-  // notices its signal: a hung adapter must not hold a claimed item past its lease.
+  // Resolves shortly after the deadline passes or the relayer aborts, whether or not the
+  // adapter notices its signal: a hung adapter must not hold a claimed item past its lease.
+  let graceTimer: NodeJS.Timeout | undefined;
   const cutShort = new Promise<DispatchOutcome>((resolve) => {
-    controller.signal.addEventListener('abort', () => resolve(abortedOutcome(controller.signal)), {
-      once: true,
-    });
+    controller.signal.addEventListener(
+      'abort',
+      () => {
+        graceTimer = setTimeout(() => resolve(abortedOutcome(controller.signal)), ABORT_GRACE_MS);
+      },
+      { once: true },
+    );
   });
   const timer = setTimeout(
     () => controller.abort(timeoutReason(`the dispatch exceeded ${options.timeoutMs} ms`)),
@@ -81,6 +95,7 @@ async function settle(
     return await Promise.race([delivered, cutShort]);
   } finally {
     clearTimeout(timer);
+    clearTimeout(graceTimer);
     options.signal?.removeEventListener('abort', forwardAbort);
   }
 }
@@ -93,6 +108,8 @@ async function callAdapter(
   try {
     return validOutcome(await adapter.dispatch(request));
   } catch (error) {
+    // An adapter that lets its aborted fetch throw means "cut short", not an adapter fault.
+    if (request.signal.aborted) return abortedOutcome(request.signal);
     return {
       state: 'RETRYABLE',
       errorCode: bounded(errorClassName(error), MAX_CODE),

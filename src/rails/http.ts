@@ -1,4 +1,13 @@
+import { Agent, fetch, Headers, type Response } from 'undici';
 import { abortedOutcome } from './abort.ts';
+import {
+  parseSigningOptions,
+  parseTlsOptions,
+  signRequest,
+  TLS_FIELDS,
+  type HttpSigningOptions,
+  type HttpTlsOptions,
+} from './http-security.ts';
 import type { RailOptionsReader } from './options.ts';
 import type { DispatchOutcome, DispatchRequest, RailAdapter } from './rail.ts';
 
@@ -12,6 +21,10 @@ export interface HttpRailOptions {
   referenceField: string;
   /** Per-rail timeout; only ever shorter than the relayer's dispatch timeout (config checks). */
   timeoutMs?: number;
+  /** Mutual TLS, private CA, server name (read from files at start). */
+  tls?: HttpTlsOptions;
+  /** HMAC-SHA256 request signing (key read from a file at start). */
+  signing?: HttpSigningOptions;
 }
 
 export const HTTP_DEFAULTS = {
@@ -23,9 +36,24 @@ const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const MAX_TIMEOUT_MS = 600_000;
 /** Enough for any reference-bearing acknowledgement; a larger body is not read further. */
 const MAX_RESPONSE_BYTES = 64 * 1024;
+/**
+ * Once a 2xx status has arrived the rail has accepted the payment; the body only carries its
+ * reference. A body that stalls must not turn an accepted payment into a retry (or hold a
+ * dispatch slot), so reading it has its own short bound, after which the reference is null.
+ */
+export const REFERENCE_READ_TIMEOUT_MS = 2_000;
 
 export function parseHttpOptions(reader: RailOptionsReader): HttpRailOptions {
-  reader.allowOnly(['type', 'url', 'headers', 'idempotencyHeader', 'referenceField', 'timeoutMs']);
+  reader.allowOnly([
+    'type',
+    'url',
+    'headers',
+    'idempotencyHeader',
+    'referenceField',
+    'timeoutMs',
+    ...TLS_FIELDS,
+    'signing',
+  ]);
   const options: HttpRailOptions = {
     url: parseUrl(reader),
     headers: reader.has('headers') ? parseHeaders(reader) : {},
@@ -36,6 +64,10 @@ export function parseHttpOptions(reader: RailOptionsReader): HttpRailOptions {
     reader.fail('idempotencyHeader', 'an HTTP header name');
   }
   if (reader.has('timeoutMs')) options.timeoutMs = reader.integer('timeoutMs', 1, MAX_TIMEOUT_MS);
+  const tls = parseTlsOptions(reader, options.url);
+  if (tls) options.tls = tls;
+  const signing = parseSigningOptions(reader, HEADER_NAME);
+  if (signing) options.signing = signing;
   return options;
 }
 
@@ -73,34 +105,48 @@ function parseHeaders(reader: RailOptionsReader): Record<string, string> {
  */
 export class HttpRail implements RailAdapter {
   readonly kind = 'http';
+  /** One connection pool per rail, holding its TLS identity; closed with the rail. */
+  private readonly agent: Agent;
 
   constructor(
     private readonly options: HttpRailOptions,
     private readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    this.agent = new Agent({ connect: { ...options.tls, rejectUnauthorized: true } });
+  }
 
   async dispatch(request: DispatchRequest): Promise<DispatchOutcome> {
-    const signal =
-      this.options.timeoutMs === undefined
-        ? request.signal
-        : AbortSignal.any([request.signal, AbortSignal.timeout(this.options.timeoutMs)]);
+    let built: { headers: Headers; body: string };
+    try {
+      built = this.build(request);
+    } catch (error) {
+      // Nothing was sent and the same item would fail the same way on every retry.
+      return {
+        state: 'FAILED',
+        errorCode: 'INVALID_REQUEST',
+        errorMessage: `the request could not be built: ${(error as Error).message}`.slice(
+          0,
+          MAX_ERROR_TEXT,
+        ),
+      };
+    }
+    // Aborts the body read alone once the status is in (see REFERENCE_READ_TIMEOUT_MS).
+    const bodyRead = new AbortController();
+    const signals = [request.signal, bodyRead.signal];
+    if (this.options.timeoutMs !== undefined)
+      signals.push(AbortSignal.timeout(this.options.timeoutMs));
+    const signal = AbortSignal.any(signals);
 
     let response: Response;
     try {
       response = await fetch(this.options.url, {
         method: 'POST',
-        headers: this.headersFor(request),
-        body: JSON.stringify({
-          outboxId: request.outboxId,
-          instructionId: request.instructionId,
-          participantId: request.participantId,
-          sequenceId: request.sequenceId,
-          attempt: request.attempt,
-          payload: request.payload,
-        }),
+        headers: built.headers,
+        body: built.body,
         // A redirect would replay the POST, auth headers included, to an endpoint nobody configured.
         redirect: 'manual',
         signal,
+        dispatcher: this.agent,
       });
     } catch (error) {
       if (signal.aborted) return abortedOutcome(signal);
@@ -110,10 +156,23 @@ export class HttpRail implements RailAdapter {
         errorMessage: networkErrorText(error),
       };
     }
-    return this.outcomeOf(response);
+    return this.outcomeOf(response, bodyRead);
   }
 
-  private headersFor(request: DispatchRequest): Headers {
+  async close(): Promise<void> {
+    await this.agent.close();
+  }
+
+  /** Throws when the item cannot travel as HTTP (e.g. a header value outside Latin-1). */
+  private build(request: DispatchRequest): { headers: Headers; body: string } {
+    const body = JSON.stringify({
+      outboxId: request.outboxId,
+      instructionId: request.instructionId,
+      participantId: request.participantId,
+      sequenceId: request.sequenceId,
+      attempt: request.attempt,
+      payload: request.payload,
+    });
     const headers = new Headers(this.options.headers);
     // Set after the static headers so configuration can never override per-item identity.
     headers.set('content-type', 'application/json');
@@ -121,15 +180,28 @@ export class HttpRail implements RailAdapter {
     headers.set(this.options.idempotencyHeader, request.idempotencyKey);
     headers.set('X-Symphony-Participant-Id', request.participantId);
     headers.set('X-Symphony-Sequence-Id', request.sequenceId);
-    return headers;
+    if (request.traceparent) headers.set('traceparent', request.traceparent);
+    const signing = this.options.signing;
+    if (signing) {
+      const timestamp = String(Math.floor(this.now() / 1000));
+      headers.set(signing.timestampHeader, timestamp);
+      headers.set(signing.signatureHeader, signRequest(signing.key, timestamp, body));
+    }
+    return { headers, body };
   }
 
-  private async outcomeOf(response: Response): Promise<DispatchOutcome> {
+  private async outcomeOf(response: Response, bodyRead: AbortController): Promise<DispatchOutcome> {
     const status = response.status;
     const railCode = String(status);
     if (status >= 200 && status < 300) {
-      const railReference = await readReference(response, this.options.referenceField);
-      return { state: 'DISPATCHED', railReference, railCode };
+      // DISPATCHED from here on, whatever the body does: the rail has accepted the payment.
+      const timer = setTimeout(() => bodyRead.abort(), REFERENCE_READ_TIMEOUT_MS);
+      try {
+        const railReference = await readReference(response, this.options.referenceField);
+        return { state: 'DISPATCHED', railReference, railCode };
+      } finally {
+        clearTimeout(timer);
+      }
     }
     await discardBody(response);
     const errorCode = `HTTP_${status}`;

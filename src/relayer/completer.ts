@@ -9,9 +9,12 @@ import {
   type Completion,
   type CompletionState,
 } from '../db/outbox.ts';
-import type { RelayerMetrics } from '../observability/metrics.ts';
+import { OTHER_ERROR_CODE, type RelayerMetrics } from '../observability/metrics.ts';
+import { NO_TRACING, SPAN_ATTRIBUTES, type Tracing } from '../observability/tracing.ts';
+import { SpanStatusCode, type Span } from '@opentelemetry/api';
 import type { DispatchOutcome } from '../rails/rail.ts';
 import { retryDelayMs, type RetryPolicy } from './backoff.ts';
+import { dispatchLogFields, itemLogFields } from './item-log.ts';
 
 const OUTCOME_LABEL: Record<CompletionState, 'dispatched' | 'retryable' | 'failed'> = {
   DISPATCHED: 'dispatched',
@@ -36,6 +39,7 @@ export interface CompleterOptions {
   retry: RetryPolicy;
   logger: Logger;
   metrics: RelayerMetrics;
+  tracing?: Tracing;
   /** A RETRYABLE outcome was recorded: the item is due again at `at`. */
   onRetryScheduled: (at: Date) => void;
   /**
@@ -53,6 +57,7 @@ interface BufferedOutcome {
   item: ClaimedItem;
   outcome: Outcome;
   completion: Completion;
+  span: Span;
   done: () => void;
 }
 
@@ -82,14 +87,22 @@ export class Completer {
     }
   }
 
-  /** Records the outcome; never rejects (failures are logged and the lease left to expire). */
-  async complete(item: ClaimedItem, outcome: Outcome): Promise<void> {
+  /**
+   * Records the outcome; never rejects (failures are logged and the lease left to expire).
+   * `dispatch` is the span of the dispatch that produced it; the completion span is its child.
+   */
+  async complete(item: ClaimedItem, outcome: Outcome, dispatch?: Span): Promise<void> {
     const completion = this.completionOf(item, outcome);
-    if (!this.batching) return this.completeOne(item, outcome, completion);
-    return new Promise<void>((done) => {
-      this.buffer.push({ item, outcome, completion, done });
-      if (!this.flushing) void this.flush();
-    });
+    const span = (this.options.tracing ?? NO_TRACING).startCompletion(item, outcome, dispatch);
+    try {
+      if (!this.batching) return await this.completeOne(item, outcome, completion, span);
+      return await new Promise<void>((done) => {
+        this.buffer.push({ item, outcome, completion, span, done });
+        if (!this.flushing) void this.flush();
+      });
+    } finally {
+      span.end();
+    }
   }
 
   private completionOf(item: ClaimedItem, outcome: Outcome): Completion {
@@ -154,22 +167,22 @@ export class Completer {
         'recording a batch of outcomes failed; recording them one by one',
       );
       await Promise.all(
-        batch.map(({ item, outcome, completion, done }) =>
-          this.completeOne(item, outcome, completion).finally(done),
+        batch.map(({ item, outcome, completion, span, done }) =>
+          this.completeOne(item, outcome, completion, span).finally(done),
         ),
       );
       return;
     }
-    batch.forEach(({ item, outcome, completion, done }, index) => {
+    batch.forEach(({ item, outcome, completion, span, done }, index) => {
       try {
         const result = results[index];
         if (result === undefined || result.leaseLost || result.state === null) {
-          this.reportLeaseLost(item, outcome);
+          this.reportLeaseLost(item, outcome, span);
         } else {
-          this.reportRecorded(item, outcome, completion, result.state);
+          this.reportRecorded(item, outcome, completion, result.state, span);
         }
       } catch (error) {
-        this.reportNotRecorded(item, error);
+        this.reportNotRecorded(item, error, span);
       } finally {
         done();
       }
@@ -180,15 +193,16 @@ export class Completer {
     item: ClaimedItem,
     outcome: Outcome,
     completion: Completion,
+    span: Span,
   ): Promise<void> {
     try {
       const recorded = await this.recordWhileLeased(item, () =>
         completeOutboxAttempt(this.options.pool, this.options.workerId, completion),
       );
-      this.reportRecorded(item, outcome, completion, recorded.state);
+      this.reportRecorded(item, outcome, completion, recorded.state, span);
     } catch (error) {
-      if (error instanceof LeaseLostError) this.reportLeaseLost(item, outcome);
-      else this.reportNotRecorded(item, error);
+      if (error instanceof LeaseLostError) this.reportLeaseLost(item, outcome, span);
+      else this.reportNotRecorded(item, error, span);
     }
   }
 
@@ -197,8 +211,10 @@ export class Completer {
     outcome: Outcome,
     completion: Completion,
     recordedState: CompletionState,
+    span: Span,
   ): void {
     const { logger, metrics } = this.options;
+    span.setAttribute(SPAN_ATTRIBUTES.recordedState, recordedState);
     const retryDelaySeconds = completion.retryDelaySeconds ?? null;
     metrics.completed(
       item.railType,
@@ -210,16 +226,20 @@ export class Completer {
       this.options.onRetryScheduled(new Date(Date.now() + retryDelaySeconds * 1000));
     }
     if (recordedState !== 'DISPATCHED') {
-      const errorCode =
-        recordedState === outcome.state || outcome.state === 'DISPATCHED'
-          ? completion.errorCode
-          : `${completion.errorCode} (retry ceiling reached)`;
+      const ceilingReached = outcome.state === 'RETRYABLE' && recordedState === 'FAILED';
+      metrics.attemptFailed(
+        item.railType,
+        OUTCOME_LABEL[recordedState] as 'retryable' | 'failed',
+        completion.errorCode ?? OTHER_ERROR_CODE,
+        ceilingReached,
+      );
       logger.warn(
         {
           event: 'attempt_failed',
-          ...this.context(item),
+          ...this.context(item, outcome),
           state: recordedState,
-          errorCode,
+          errorCode: completion.errorCode,
+          ...(ceilingReached ? { retryCeilingReached: true } : {}),
           retryDelaySeconds,
         },
         recordedState === 'RETRYABLE' ? 'dispatch will be retried' : 'dispatch failed for good',
@@ -227,17 +247,20 @@ export class Completer {
     }
   }
 
-  private reportLeaseLost(item: ClaimedItem, outcome: Outcome): void {
+  private reportLeaseLost(item: ClaimedItem, outcome: Outcome, span: Span): void {
+    span.setAttribute(SPAN_ATTRIBUTES.leaseLost, true);
+    span.setStatus({ code: SpanStatusCode.ERROR, message: 'LEASE_LOST' });
     this.options.metrics.leaseLost(item.railType);
     this.options.logger.warn(
-      { event: 'lease_lost', ...this.context(item), state: outcome.state },
+      { event: 'lease_lost', ...this.context(item, outcome), state: outcome.state },
       'completion refused (P7002): another worker owns this item now; not retrying',
     );
   }
 
   /** The lease expires and another worker's repair requeues the item: nothing is lost,
    * and the rail sees the same idempotency key again. */
-  private reportNotRecorded(item: ClaimedItem, error: unknown): void {
+  private reportNotRecorded(item: ClaimedItem, error: unknown, span: Span): void {
+    span.setStatus({ code: SpanStatusCode.ERROR, message: 'outcome not recorded' });
     this.options.logger.error(
       {
         event: 'completion_failed',
@@ -248,8 +271,8 @@ export class Completer {
     );
   }
 
-  private context(item: ClaimedItem) {
-    return { outboxId: item.outboxId, rail: item.railType, attemptNo: item.attemptCount + 1 };
+  private context(item: ClaimedItem, outcome?: Outcome) {
+    return { ...itemLogFields(item), ...(outcome ? dispatchLogFields(outcome) : {}) };
   }
 
   private async recordWhileLeased<T>(item: ClaimedItem, record: () => Promise<T>): Promise<T> {

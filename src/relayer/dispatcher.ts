@@ -3,9 +3,12 @@ import pLimit, { type LimitFunction } from 'p-limit';
 import type { Logger } from 'pino';
 import type { ClaimedItem } from '../db/outbox.ts';
 import type { RelayerMetrics } from '../observability/metrics.ts';
+import { NO_TRACING, type Tracing } from '../observability/tracing.ts';
+import type { Span } from '@opentelemetry/api';
 import { dispatchSafely } from '../rails/dispatch.ts';
 import type { RailRegistry } from '../rails/registry.ts';
 import type { Completer } from './completer.ts';
+import { dispatchLogFields, itemLogFields } from './item-log.ts';
 
 export interface DispatcherOptions {
   concurrency: number;
@@ -14,6 +17,7 @@ export interface DispatcherOptions {
   completer: Completer;
   logger: Logger;
   metrics: RelayerMetrics;
+  tracing?: Tracing;
   /** Called whenever a slot frees, so the relayer can claim more while a backlog remains. */
   onSlotFreed: () => void;
 }
@@ -44,10 +48,11 @@ export class Dispatcher {
     return this.limit.activeCount;
   }
 
-  submit(items: ClaimedItem[]): void {
+  /** `claim` is the span of the claim that leased the items; each dispatch span links to it. */
+  submit(items: ClaimedItem[], claim?: Span): void {
     for (const item of items) {
       this.waiting.set(item.outboxId, item);
-      const run = this.limit(() => this.dispatchOne(item)).finally(() => {
+      const run = this.limit(() => this.dispatchOne(item, claim)).finally(() => {
         this.running.delete(run);
         this.reportSlots();
         this.options.onSlotFreed();
@@ -89,9 +94,12 @@ export class Dispatcher {
     return inTime;
   }
 
-  private async dispatchOne(item: ClaimedItem): Promise<void> {
+  private async dispatchOne(item: ClaimedItem, claim: Span | undefined): Promise<void> {
     if (!this.waiting.delete(item.outboxId)) return;
     this.reportSlots();
+    const tracing = this.options.tracing ?? NO_TRACING;
+    const span = tracing.startDispatch(item, claim);
+    const traceparent = tracing.traceparentOf(span);
     const outcome = await dispatchSafely(
       this.options.rails,
       {
@@ -103,10 +111,22 @@ export class Dispatcher {
         railType: item.railType,
         payload: item.payload,
         attempt: item.attemptCount + 1,
+        ...(traceparent ? { traceparent } : {}),
       },
       { timeoutMs: this.options.dispatchTimeoutMs, signal: this.shutdownSignal.signal },
     );
-    await this.options.completer.complete(item, outcome);
+    tracing.endDispatch(span, outcome);
+    this.options.logger.debug(
+      {
+        event: 'dispatch',
+        ...itemLogFields(item),
+        state: outcome.state,
+        ...(outcome.state === 'DISPATCHED' ? {} : { errorCode: outcome.errorCode }),
+        ...dispatchLogFields(outcome),
+      },
+      'dispatch attempt finished',
+    );
+    await this.options.completer.complete(item, outcome, span);
   }
 
   private reportSlots(): void {

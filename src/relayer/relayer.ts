@@ -10,6 +10,7 @@ import {
 } from '../db/outbox.ts';
 import type { RelayerMetrics, WakeupSource } from '../observability/metrics.ts';
 import type { Readiness } from '../observability/server.ts';
+import { NO_TRACING, type Tracing } from '../observability/tracing.ts';
 import type { RailRegistry } from '../rails/registry.ts';
 import type { RetryPolicy } from './backoff.ts';
 import { Completer } from './completer.ts';
@@ -38,6 +39,8 @@ export interface RelayerOptions {
   rails: RailRegistry;
   logger: Logger;
   metrics: RelayerMetrics;
+  /** Spans for claims, dispatches and completions; off unless configured. */
+  tracing?: Tracing;
 }
 
 /** Bounds one repair run; a larger backlog of expired leases is taken over several ticks. */
@@ -84,6 +87,7 @@ export class Relayer {
       batch: options.completionBatching ?? true,
       logger,
       metrics,
+      tracing: options.tracing,
       // Wake this worker when its own retry falls due, without fast polling.
       onRetryScheduled: (at) => this.wakeup.scheduleAt(at),
     });
@@ -94,6 +98,7 @@ export class Relayer {
       completer,
       logger,
       metrics,
+      tracing: options.tracing,
       // Under a backlog, refill when half a claim's worth of slots is free rather than on
       // every freed slot: a claim per finished item would cost a round trip per item.
       onSlotFreed: () => {
@@ -215,19 +220,28 @@ export class Relayer {
           return;
         }
         const wanted = Math.min(free, batchSize);
-        const items = await claimOutboxBatch(pool, {
-          batchSize: wanted,
-          workerId,
-          leaseSeconds,
-          railTypes: this.railTypes,
-        });
+        const tracing = this.options.tracing ?? NO_TRACING;
+        const claimSpan = tracing.startClaim(workerId, wanted);
+        let items: Awaited<ReturnType<typeof claimOutboxBatch>>;
+        try {
+          items = await claimOutboxBatch(pool, {
+            batchSize: wanted,
+            workerId,
+            leaseSeconds,
+            railTypes: this.railTypes,
+          });
+        } catch (error) {
+          tracing.endClaim(claimSpan, 0, error);
+          throw error;
+        }
+        tracing.endClaim(claimSpan, items.length);
         this.setDatabaseReachable(true);
         metrics.tick();
         const byRail = new Map<string, number>();
         for (const item of items) byRail.set(item.railType, (byRail.get(item.railType) ?? 0) + 1);
         for (const [rail, count] of byRail) metrics.claimed(rail, count);
         // A stop that began during the claim must not strand these leases.
-        this.dispatcher.submit(items);
+        this.dispatcher.submit(items, claimSpan);
         this.backlog = items.length === wanted;
         if (!this.backlog) break;
         metrics.wakeup('drain');

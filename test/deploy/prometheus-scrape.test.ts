@@ -1,4 +1,4 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -30,9 +30,27 @@ interface RulesResponse {
   data: { groups: Array<{ rules: Array<{ name: string; health: string; lastError?: string }> }> };
 }
 
-const SANDBOX_ALWAYS_DISPATCH = JSON.stringify({
-  sandbox: { type: 'sandbox', latencyMs: [1, 3], outcomes: { DISPATCHED: 1, RETRYABLE: 0, FAILED: 0 } },
+// Every item ends DISPATCHED, some after retries (reproducibly, thanks to the seed), so the
+// error-code series exist for the dashboard's panels too.
+const SANDBOX_WITH_RETRIES = JSON.stringify({
+  sandbox: {
+    type: 'sandbox',
+    latencyMs: [1, 3],
+    outcomes: { DISPATCHED: 0.7, RETRYABLE: 0.3, FAILED: 0 },
+    seed: 11,
+  },
 });
+
+interface DashboardPanel {
+  title: string;
+  type: string;
+  targets?: Array<{ expr: string }>;
+}
+
+/** A panel query as Grafana sends it, with its variables at their defaults. */
+function asGrafanaSendsIt(expr: string): string {
+  return expr.replaceAll('$__rate_interval', '1m').replaceAll('$rail', '.*');
+}
 
 // A real relayer process serving its live /metrics, checked by promtool and scraped by a
 // real Prometheus with the shipped alert rules loaded: names, content type and rule
@@ -51,7 +69,7 @@ describe('a real Prometheus scraping a running relayer', () => {
       target.env({
         SYMPHONY_HTTP_HOST: '127.0.0.1',
         SYMPHONY_HTTP_PORT: String(metricsPort),
-        SYMPHONY_RAILS: SANDBOX_ALWAYS_DISPATCH,
+        SYMPHONY_RAILS: SANDBOX_WITH_RETRIES,
         LOG_LEVEL: 'info',
       }),
     );
@@ -136,5 +154,27 @@ describe('a real Prometheus scraping a running relayer', () => {
     );
     expect(rules.map((rule) => rule.name)).toContain('SymphonyRelayNoWorkerUp');
     expect(rules.filter((rule) => rule.health !== 'ok')).toEqual([]);
+  });
+  it("answers every panel query of the Grafana dashboard without error, and no panel is empty", async () => {
+    const dashboard = JSON.parse(
+      await readFile(join(REPO_ROOT, 'deploy/grafana/dashboards/symphony-relay.json'), 'utf8'),
+    ) as { panels: DashboardPanel[] };
+    const queries = dashboard.panels.flatMap((panel) =>
+      (panel.targets ?? []).map((target) => ({ panel: panel.title, expr: asGrafanaSendsIt(target.expr) })),
+    );
+    expect(queries.length).toBeGreaterThanOrEqual(20);
+    await query('symphony_relay_worker_up');
+    // A query Prometheus refuses fails at once, naming the panel.
+    for (const { panel, expr } of queries) {
+      const response = await fetch(`${apiBase}/api/v1/query?query=${encodeURIComponent(expr)}`);
+      const body = (await response.json()) as { status: string; error?: string };
+      expect(body, `panel "${panel}": ${expr}`).toMatchObject({ status: 'success' });
+    }
+    // Then every query must have series: an empty panel means a wrong metric or label name.
+    for (const { expr } of queries) {
+      expect((await query(expr)).length).toBeGreaterThan(0);
+    }
+    const rails = await query('count by (rail) (symphony_relay_items_claimed_total)');
+    expect(rails.map((series) => series.metric.rail)).toEqual(['sandbox']);
   });
 });

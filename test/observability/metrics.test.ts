@@ -7,6 +7,8 @@ const EXPECTED_METRICS: Record<string, 'counter' | 'gauge' | 'histogram'> = {
   symphony_relay_items_claimed_total: 'counter',
   symphony_relay_items_completed_total: 'counter',
   symphony_relay_lease_lost_total: 'counter',
+  symphony_relay_attempt_errors_total: 'counter',
+  symphony_relay_retry_ceiling_reached_total: 'counter',
   symphony_relay_dispatch_duration_seconds: 'histogram',
   symphony_relay_enqueue_to_dispatch_seconds: 'histogram',
   symphony_relay_dispatch_in_flight: 'gauge',
@@ -24,6 +26,7 @@ const EXPECTED_METRICS: Record<string, 'counter' | 'gauge' | 'histogram'> = {
   symphony_relay_queue_rail_oldest_due_age_seconds: 'gauge',
   symphony_relay_listener_connected: 'gauge',
   symphony_relay_db_pool_connections: 'gauge',
+  symphony_relay_db_pool_waiting_requests: 'gauge',
   symphony_relay_worker_up: 'gauge',
   symphony_relay_loop_last_tick_timestamp_seconds: 'gauge',
   symphony_relay_build_info: 'gauge',
@@ -142,24 +145,66 @@ describe('RelayerMetrics', () => {
     expect(series.get('symphony_relay_listener_connected')).toBe(1);
     expect(series.get('symphony_relay_db_pool_connections{state="total"}')).toBe(4);
     expect(series.get('symphony_relay_db_pool_connections{state="idle"}')).toBe(3);
-    expect(series.get('symphony_relay_db_pool_connections{state="waiting"}')).toBe(0);
+    expect(series.get('symphony_relay_db_pool_connections{state="busy"}')).toBe(1);
+    expect(series.has('symphony_relay_db_pool_connections{state="waiting"}')).toBe(false);
+    expect(series.get('symphony_relay_db_pool_waiting_requests')).toBe(0);
+    expect(
+      series.get(
+        'symphony_relay_attempt_errors_total{rail="http",outcome="retryable",error_code="HTTP_503"}',
+      ),
+    ).toBe(1);
+    expect(
+      series.get(
+        'symphony_relay_attempt_errors_total{rail="http",outcome="failed",error_code="TIMEOUT"}',
+      ),
+    ).toBe(1);
+    expect(series.get('symphony_relay_retry_ceiling_reached_total{rail="http"}')).toBe(1);
     expect(series.get('symphony_relay_worker_up')).toBe(1);
     expect(series.get('symphony_relay_loop_last_tick_timestamp_seconds')).toBe(1_700_000_005);
     expect(series.get('symphony_relay_build_info{version="9.9.9-test"}')).toBe(1);
   });
 
-  it('reads the pool on every scrape, so the connection gauges are never stale', async () => {
-    let waiting = 0;
-    const metrics = new RelayerMetrics({
-      poolStats: () => ({ totalCount: 10, idleCount: 0, waitingCount: waiting }),
-    });
-    expect(
-      samples(await metrics.text()).get('symphony_relay_db_pool_connections{state="waiting"}'),
-    ).toBe(0);
-    waiting = 7;
-    expect(
-      samples(await metrics.text()).get('symphony_relay_db_pool_connections{state="waiting"}'),
-    ).toBe(7);
+  it('reads the pool on every scrape: connections by state, and waiting requests apart', async () => {
+    let stats = { totalCount: 10, idleCount: 0, waitingCount: 0 };
+    const metrics = new RelayerMetrics({ poolStats: () => stats });
+    const read = async () => samples(await metrics.text());
+    expect((await read()).get('symphony_relay_db_pool_waiting_requests')).toBe(0);
+    stats = { totalCount: 10, idleCount: 4, waitingCount: 7 };
+    const series = await read();
+    expect(series.get('symphony_relay_db_pool_waiting_requests')).toBe(7);
+    expect(series.get('symphony_relay_db_pool_connections{state="total"}')).toBe(10);
+    expect(series.get('symphony_relay_db_pool_connections{state="idle"}')).toBe(4);
+    expect(series.get('symphony_relay_db_pool_connections{state="busy"}')).toBe(6);
+  });
+
+  it('labels error codes only with known values: built-in, HTTP_<status>, declared by the adapter, else other', async () => {
+    const metrics = new RelayerMetrics();
+    metrics.declareErrorCodes('momo', ['INSUFFICIENT_FUNDS', 'bad code with spaces']);
+    const codes = [
+      ['momo', 'NETWORK_ERROR'],
+      ['momo', 'HTTP_503'],
+      ['momo', 'INSUFFICIENT_FUNDS'],
+      ['momo', 'bad code with spaces'],
+      ['momo', 'HTTP_9999'],
+      ['momo', 'TypeError'],
+      ['bank', 'INSUFFICIENT_FUNDS'],
+    ] as const;
+    expect(codes.map(([rail, code]) => metrics.errorCodeLabel(rail, code))).toEqual([
+      'NETWORK_ERROR',
+      'HTTP_503',
+      'INSUFFICIENT_FUNDS',
+      'other',
+      'other',
+      'other',
+      'other',
+    ]);
+    for (let i = 0; i < 1000; i++) metrics.attemptFailed('momo', 'retryable', `RANDOM_${i}`);
+    const series = [...samples(await metrics.text()).keys()].filter((key) =>
+      key.startsWith('symphony_relay_attempt_errors_total'),
+    );
+    expect(series).toEqual([
+      'symphony_relay_attempt_errors_total{rail="momo",outcome="retryable",error_code="other"}',
+    ]);
   });
 
   it('reports an empty due queue as age 0 and a stopped worker as down', async () => {
@@ -186,6 +231,7 @@ describe('RelayerMetrics', () => {
     for (const rail of ['bank', 'momo']) {
       expect(series.get(`symphony_relay_items_claimed_total{rail="${rail}"}`)).toBe(0);
       expect(series.get(`symphony_relay_lease_lost_total{rail="${rail}"}`)).toBe(0);
+      expect(series.get(`symphony_relay_retry_ceiling_reached_total{rail="${rail}"}`)).toBe(0);
       for (const outcome of ['dispatched', 'retryable', 'failed']) {
         expect(
           series.get(`symphony_relay_items_completed_total{rail="${rail}",outcome="${outcome}"}`),

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { dispatchSafely } from '../../src/rails/dispatch.ts';
+import { ABORT_GRACE_MS, dispatchSafely } from '../../src/rails/dispatch.ts';
 import { HttpRail } from '../../src/rails/http.ts';
 import type { DispatchOutcome, DispatchRequest, RailAdapter } from '../../src/rails/rail.ts';
 import { RailRegistry } from '../../src/rails/registry.ts';
@@ -118,14 +118,41 @@ describe('dispatchSafely', () => {
     expect(signals[0]?.aborted).toBe(true);
   });
 
-  it('discards an answer that arrives after the timeout, without an unhandled rejection', async () => {
+  it('discards an answer that arrives after the timeout and its grace, without an unhandled rejection', async () => {
+    const lateMs = 20 + ABORT_GRACE_MS + 200;
     const { rail } = adapter(
       () =>
-        new Promise<never>((_resolve, reject) => setTimeout(() => reject(new Error('late')), 100)),
+        new Promise<never>((_resolve, reject) =>
+          setTimeout(() => reject(new Error('late')), lateMs),
+        ),
     );
     const outcome = await dispatchSafely(registryWith(rail), dispatchInput(), { timeoutMs: 20 });
     expect(outcome).toMatchObject({ state: 'RETRYABLE', errorCode: 'TIMEOUT' });
-    await new Promise((resolve) => setTimeout(resolve, 150));
+    await new Promise((resolve) => setTimeout(resolve, lateMs));
+  });
+
+  it('records an adapter that rethrows its abort as TIMEOUT, not as an adapter error', async () => {
+    const { rail } = adapter(
+      (request) =>
+        new Promise((_resolve, reject) =>
+          request.signal.addEventListener('abort', () => reject(request.signal.reason)),
+        ),
+    );
+    const outcome = await dispatchSafely(registryWith(rail), dispatchInput(), { timeoutMs: 20 });
+    expect(outcome).toMatchObject({ state: 'RETRYABLE', errorCode: 'TIMEOUT' });
+  });
+
+  it('hears an adapter that answers as its signal aborts (it may already hold an acceptance)', async () => {
+    const { rail } = adapter(
+      (request) =>
+        new Promise((resolve) =>
+          request.signal.addEventListener('abort', () =>
+            resolve({ state: 'DISPATCHED', railReference: null, railCode: '200' }),
+          ),
+        ),
+    );
+    const outcome = await dispatchSafely(registryWith(rail), dispatchInput(), { timeoutMs: 20 });
+    expect(outcome).toMatchObject({ state: 'DISPATCHED', railReference: null, railCode: '200' });
   });
 
   it('aborts in-flight dispatches when the relayer aborts (shutdown) and reports ABORTED', async () => {

@@ -1,6 +1,8 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { HttpRail, type HttpRailOptions } from '../../src/rails/http.ts';
-import { dispatchRequest } from '../support/dispatch-requests.ts';
+import { dispatchSafely } from '../../src/rails/dispatch.ts';
+import { HttpRail, REFERENCE_READ_TIMEOUT_MS, type HttpRailOptions } from '../../src/rails/http.ts';
+import { RailRegistry } from '../../src/rails/registry.ts';
+import { dispatchInput, dispatchRequest } from '../support/dispatch-requests.ts';
 import { closedPortUrl, startRailServer, type RailServer } from '../support/rail-server.ts';
 
 let server: RailServer;
@@ -224,5 +226,46 @@ describe('http rail: timeouts and network errors', () => {
       errorCode: 'NETWORK_ERROR',
       errorMessage: expect.stringContaining('ECONNREFUSED'),
     });
+  });
+});
+
+describe('http rail: a 2xx status means DISPATCHED, whatever the body does', () => {
+  it('reports DISPATCHED with a null reference when the body stalls after 200 headers', async () => {
+    const request = dispatchRequest();
+    server.respondToKey(request.idempotencyKey, {
+      status: 200,
+      body: { reference: 'never-finished-reference' },
+      stallBody: true,
+    });
+    expect(await rail().dispatch(request)).toEqual({
+      state: 'DISPATCHED',
+      railReference: null,
+      railCode: '200',
+    });
+  });
+
+  it('stays DISPATCHED when the dispatch timeout passes while the body stalls (no retry of an accepted payment)', async () => {
+    const input = dispatchInput({ railType: 'bank' });
+    server.respondToKey(input.idempotencyKey, {
+      status: 201,
+      body: { reference: 'never-finished-reference' },
+      stallBody: true,
+    });
+    const outcome = await dispatchSafely(new RailRegistry([['bank', rail()]]), input, {
+      timeoutMs: REFERENCE_READ_TIMEOUT_MS / 4,
+    });
+    expect(outcome).toMatchObject({ state: 'DISPATCHED', railReference: null, railCode: '201' });
+  });
+
+  it('a request that cannot be built is FAILED INVALID_REQUEST at once, and nothing is sent', async () => {
+    const outcome = await rail().dispatch(dispatchRequest({ participantId: 'bänk-☃' }));
+    expect(outcome).toMatchObject({ state: 'FAILED', errorCode: 'INVALID_REQUEST' });
+    expect(server.requests).toHaveLength(0);
+  });
+
+  it('forwards the W3C trace context', async () => {
+    const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    await rail().dispatch(dispatchRequest({ traceparent }));
+    expect(server.requests[0]?.headers.traceparent).toBe(traceparent);
   });
 });

@@ -41,6 +41,8 @@ export function populatedRelayerMetrics(options: RelayerMetricsOptions = {}): Re
   metrics.completed('http', 'retryable', 2.5);
   metrics.completed('http', 'failed', 0.01);
   metrics.leaseLost('http');
+  metrics.attemptFailed('http', 'retryable', 'HTTP_503');
+  metrics.attemptFailed('http', 'failed', 'TIMEOUT', true);
   for (const source of WAKEUP_SOURCES) metrics.wakeup(source);
   metrics.setSlots(2, 14);
   metrics.repaired(1);

@@ -8,6 +8,8 @@ export interface ScriptedResponse {
   body?: unknown;
   /** Hold the response this long (to outlast a client timeout). */
   delayMs?: number;
+  /** Send the status and headers and the start of the body, then never finish it. */
+  stallBody?: boolean;
 }
 
 export interface RecordedRequest {
@@ -70,7 +72,8 @@ export async function startRailServer(
               : JSON.stringify(scripted.body);
         const contentType = isText ? 'text/plain' : 'application/json';
         response.writeHead(scripted.status, { 'content-type': contentType, ...scripted.headers });
-        response.end(body);
+        if (scripted.stallBody) response.write(body.slice(0, Math.ceil(body.length / 2)));
+        else response.end(body);
       };
       if (!scripted.delayMs) return send();
       const timer = setTimeout(() => {

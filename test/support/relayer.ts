@@ -97,8 +97,13 @@ export interface RelayerProcess {
 }
 
 /** `symphony-relay run` as a real child process with exactly the given environment. */
-export function spawnRelayer(env: NodeJS.ProcessEnv, args: string[] = ['run']): RelayerProcess {
+export function spawnRelayer(
+  env: NodeJS.ProcessEnv,
+  args: string[] = ['run'],
+  options: { cwd?: string } = {},
+): RelayerProcess {
   const child = spawn(process.execPath, [CLI_BIN, ...args], {
+    cwd: options.cwd,
     env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
