@@ -126,7 +126,7 @@ describe("the package's public API, from a separate project", () => {
     expect(child.output()).toContain('"delivered":10');
     const { rows } = await target.db.owner.query<{ n: number }>(
       `SELECT count(*)::int AS n FROM payment_outbox_attempts
-        WHERE state = 'DISPATCHED' AND rail_reference LIKE 'in-house-key-%'`,
+        WHERE state = 'DISPATCHED' AND rail_reference LIKE 'in-house-api-key-%'`,
     );
     expect(rows[0]?.n).toBe(10);
   });

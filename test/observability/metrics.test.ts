@@ -179,6 +179,7 @@ describe('RelayerMetrics', () => {
 
   it('labels error codes only with known values: built-in, HTTP_<status>, declared by the adapter, else other', async () => {
     const metrics = new RelayerMetrics();
+    metrics.initialiseSeries(['momo', 'bank']);
     metrics.declareErrorCodes('momo', ['INSUFFICIENT_FUNDS', 'bad code with spaces']);
     const codes = [
       ['momo', 'NETWORK_ERROR'],

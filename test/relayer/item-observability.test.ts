@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { startRuntime } from '../../src/cli/runtime.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 import { captureLogs } from '../support/log-capture.ts';
-import { enqueueItems } from '../support/outbox-fixtures.ts';
+import { enqueueItems, setRetryCeiling } from '../support/outbox-fixtures.ts';
 import { startRailServer } from '../support/rail-server.ts';
 import { httpRails, relayerDatabase, waitForAllTerminal } from '../support/relayer.ts';
 
@@ -11,13 +11,11 @@ const ITEM_FIELDS = ['outboxId', 'instructionId', 'participantId', 'sequenceId',
 describe('what an operator sees about each item: log lines and metrics', () => {
   it('logs every dispatch at debug and every failed attempt with the item, worker, HTTP status and latency; counts error codes and the retry ceiling', async () => {
     const target = await relayerDatabase();
-    await target.db.owner.query(
-      `ALTER DATABASE ${target.db.name} SET symphony.outbox_retry_ceiling = '2'`,
-    );
+    await setRetryCeiling(target.db.owner, 2);
     const rail = await startRailServer();
-    // enqueueItems gives item n the idempotency key key-<n>: the first is refused until the
-    // retry ceiling turns it FAILED, the second goes through.
-    rail.respondToKey('key-1', { status: 503, headers: { 'retry-after': '0' } });
+    // enqueueItems gives item n the idempotency key <prefix>-key-<n>: the first is refused
+    // until the retry ceiling turns it FAILED, the second goes through.
+    rail.respondToKey('observed-key-1', { status: 503, headers: { 'retry-after': '0' } });
     const logs = captureLogs();
     const runtime = await startRuntime(
       target.env({ SYMPHONY_RAILS: httpRails(rail.url), SYMPHONY_WORKER_ID: 'observed-1' }),
@@ -68,7 +66,7 @@ describe('what an operator sees about each item: log lines and metrics', () => {
     }
 
     // No payload ({"n": …}) and no idempotency key in any line.
-    expect(logs.text()).not.toContain('key-1');
+    expect(logs.text()).not.toContain('observed-key-1');
     expect(logs.text()).not.toMatch(/"n":/);
 
     expect(metrics).toContain(
