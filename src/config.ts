@@ -5,6 +5,7 @@ import { LOG_LEVELS, type LogLevel } from './observability/logger.ts';
 import type { TracingConfig } from './observability/tracing.ts';
 import { DEFAULT_RAILS_JSON, parseRailsConfig, type RailsConfig } from './rails/registry.ts';
 import type { RetryPolicy } from './relayer/backoff.ts';
+import { readSecretVariable } from './secret-variable.ts';
 
 export { ConfigError } from './config-error.ts';
 
@@ -151,7 +152,12 @@ const SETTINGS = {
   DATABASE_URL: setting(
     postgresUrl,
     null,
-    'PostgreSQL 18 URL of a LOGIN role that is a member of SYMPHONY_DB_ROLE. Required by `run`; `local` starts an embedded database instead.',
+    'PostgreSQL 18 URL of a LOGIN role that is a member of SYMPHONY_DB_ROLE. Required by `run` (this or DATABASE_URL_FILE); `local` starts an embedded database instead.',
+  ),
+  DATABASE_URL_FILE: setting(
+    filePath,
+    null,
+    'Path of a file holding DATABASE_URL (a Docker or Kubernetes secret; one trailing line break is ignored). Not together with DATABASE_URL. The CLI commands read it too.',
   ),
   SYMPHONY_DB_ROLE: setting(
     matching(/^[a-z_][a-z0-9_]{0,62}$/, 'a lowercase PostgreSQL role name'),
@@ -333,7 +339,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RelayerConfig 
 
   const dispatchTimeoutMs = read('SYMPHONY_DISPATCH_TIMEOUT_MS');
   const config: RelayerConfig = {
-    databaseUrl: nonEmpty(env.DATABASE_URL) === undefined ? undefined : read('DATABASE_URL'),
+    databaseUrl: loadDatabaseUrl(env),
     dbRole: read('SYMPHONY_DB_ROLE'),
     workerId: read('SYMPHONY_WORKER_ID'),
     concurrency: read('SYMPHONY_CONCURRENCY'),
@@ -369,10 +375,25 @@ export function requireDatabaseUrl(config: RelayerConfig): string {
   if (config.databaseUrl === undefined) {
     throw new ConfigError(
       'DATABASE_URL',
-      'DATABASE_URL is not set: `symphony-relay run` needs the postgres:// URL of the PostgreSQL 18 database (use `symphony-relay local` to run against an embedded database instead)',
+      'DATABASE_URL is not set: `symphony-relay run` needs the postgres:// URL of the PostgreSQL 18 database in DATABASE_URL or in the file DATABASE_URL_FILE names (use `symphony-relay local` to run against an embedded database instead)',
     );
   }
   return config.databaseUrl;
+}
+
+/** DATABASE_URL inline or from DATABASE_URL_FILE; validated, never echoed. */
+function loadDatabaseUrl(env: NodeJS.ProcessEnv): string | undefined {
+  const secret = readSecretVariable(env, 'DATABASE_URL');
+  if (secret === undefined) return undefined;
+  const { parser } = SETTINGS.DATABASE_URL;
+  const url = parser.parse(secret.value);
+  if (url === undefined) {
+    throw new ConfigError(
+      secret.source,
+      `${secret.source === 'DATABASE_URL' ? 'DATABASE_URL' : `the DATABASE_URL in ${secret.source}`} (value not shown: it may contain a password) is invalid: expected ${parser.allowed}`,
+    );
+  }
+  return url;
 }
 
 function readSetting<N extends SettingName>(env: NodeJS.ProcessEnv, name: N): ValueOf<N> {

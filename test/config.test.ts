@@ -174,6 +174,27 @@ describe('loadConfig refuses bad values with one line naming variable, value and
     expect(error.message).not.toContain('mysql');
   });
 
+  it('reads DATABASE_URL from the file DATABASE_URL_FILE names (a mounted secret)', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'symphony-database-url-'));
+    const file = path.join(dir, 'database-url');
+    writeFileSync(file, 'postgres://relay:hunter2@db:5432/symphony\n');
+    expect(loadConfig({ DATABASE_URL_FILE: file }).databaseUrl).toBe(
+      'postgres://relay:hunter2@db:5432/symphony',
+    );
+
+    writeFileSync(file, 'mysql://relay:hunter2@db/symphony\n');
+    const invalid = configError({ DATABASE_URL_FILE: file });
+    expect(invalid.variable).toBe('DATABASE_URL_FILE');
+    expect(invalid.message).toBe(
+      'the DATABASE_URL in DATABASE_URL_FILE (value not shown: it may contain a password) is invalid: expected a postgres:// or postgresql:// URL',
+    );
+
+    const unreadable = configError({ DATABASE_URL_FILE: path.join(dir, 'absent') });
+    expect(unreadable.message).toContain('cannot be read (ENOENT)');
+    const both = configError({ DATABASE_URL: 'postgres://db/x', DATABASE_URL_FILE: file });
+    expect(both.message).toContain('DATABASE_URL and DATABASE_URL_FILE are both set');
+  });
+
   it('makes DATABASE_URL required for run', () => {
     const config = loadConfig({});
     expect(() => requireDatabaseUrl(config)).toThrow(ConfigError);

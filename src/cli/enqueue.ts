@@ -100,7 +100,7 @@ export function registerEnqueueCommand(program: Command): void {
               request,
               source: `${file} line ${line}`,
             }));
-      const url = requireDatabaseUrl(databaseUrl ?? process.env.DATABASE_URL, 'enqueue');
+      const url = requireDatabaseUrl(databaseUrl, 'enqueue');
       const enqueued = await enqueueAll(url, requests);
 
       if (file === undefined) {

@@ -11,7 +11,7 @@ import { CliError, requireDatabaseUrl } from './errors.ts';
 const ROLE = 'symphony_control';
 
 function databaseUrl(option: string | undefined, command: string): string {
-  return requireDatabaseUrl(option ?? process.env.DATABASE_URL, command);
+  return requireDatabaseUrl(option, command);
 }
 
 function parseLimitValue(raw: string): number {

@@ -11,7 +11,7 @@ export function registerMigrateCommand(program: Command): void {
     .option('--database-url <url>', 'owner connection string (default: $DATABASE_URL)')
     .option('--status', 'list applied and pending migrations with their checksums; apply nothing')
     .action(async (options: { databaseUrl?: string; status?: boolean }) => {
-      const url = requireDatabaseUrl(options.databaseUrl ?? process.env.DATABASE_URL, 'migrate');
+      const url = requireDatabaseUrl(options.databaseUrl, 'migrate');
       if (options.status) {
         const rows = await migrationStatus(url);
         for (const row of rows) {

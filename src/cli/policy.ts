@@ -32,10 +32,7 @@ export function registerPolicyCommand(program: Command): void {
       `schema owner, or a login allowed to act as ${CONTROL_ROLE} (default: $DATABASE_URL)`,
     )
     .action(async (options: { file: string; actsAs?: string; databaseUrl?: string }) => {
-      const url = requireDatabaseUrl(
-        options.databaseUrl ?? process.env.DATABASE_URL,
-        'policy seed',
-      );
+      const url = requireDatabaseUrl(options.databaseUrl, 'policy seed');
       if (options.actsAs !== undefined && options.actsAs !== CONTROL_ROLE) {
         throw new CliError(
           `policy seed: --acts-as must be ${CONTROL_ROLE} (the only runtime role allowed to write policies)`,

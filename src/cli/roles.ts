@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import pg from 'pg';
 import { ensureLoginRole, RUNTIME_ROLES, type RuntimeRole } from '../db/roles.ts';
-import { CliError, requireDatabaseUrl } from './errors.ts';
+import { CliError, readSecretOrExit, requireDatabaseUrl } from './errors.ts';
 
 export const LOGIN_PASSWORD_VARIABLE = 'SYMPHONY_LOGIN_PASSWORD';
 
@@ -12,7 +12,7 @@ export function registerRolesCommand(program: Command): void {
   roles
     .command('create-login')
     .description(
-      `create (or re-key) a LOGIN role that can only act as one runtime role; the password is read from $${LOGIN_PASSWORD_VARIABLE} and never printed`,
+      `create (or re-key) a LOGIN role that can only act as one runtime role; the password is read from $${LOGIN_PASSWORD_VARIABLE} (or the file $${LOGIN_PASSWORD_VARIABLE}_FILE names) and never printed`,
     )
     .requiredOption('--name <name>', 'login role name, e.g. relay_login')
     .option('--acts-as <role>', `runtime role (${RUNTIME_ROLES.join(', ')})`, 'symphony_executor')
@@ -21,14 +21,11 @@ export function registerRolesCommand(program: Command): void {
       'connection string of a role allowed to create roles (default: $DATABASE_URL)',
     )
     .action(async (options: { name: string; actsAs: string; databaseUrl?: string }) => {
-      const url = requireDatabaseUrl(
-        options.databaseUrl ?? process.env.DATABASE_URL,
-        'roles create-login',
-      );
-      const password = process.env[LOGIN_PASSWORD_VARIABLE];
-      if (!password) {
+      const url = requireDatabaseUrl(options.databaseUrl, 'roles create-login');
+      const password = readSecretOrExit(process.env, LOGIN_PASSWORD_VARIABLE, 'roles create-login');
+      if (password === undefined) {
         throw new CliError(
-          `${LOGIN_PASSWORD_VARIABLE} is not set: put the new login's password there`,
+          `${LOGIN_PASSWORD_VARIABLE} is not set: put the new login's password there (or in a file named by ${LOGIN_PASSWORD_VARIABLE}_FILE)`,
           2,
         );
       }

@@ -75,7 +75,7 @@ export function registerStatusCommand(program: Command): void {
       `connection string of a login that is a member of ${ROLE} (default: $DATABASE_URL)`,
     )
     .action(async (options: { json?: boolean; databaseUrl?: string }) => {
-      const url = requireDatabaseUrl(options.databaseUrl ?? process.env.DATABASE_URL, 'status');
+      const url = requireDatabaseUrl(options.databaseUrl, 'status');
       const report = await readStatus(url);
       console.log(options.json ? JSON.stringify(report) : render(report));
     });

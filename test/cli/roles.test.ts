@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { runCli } from '../support/cli.ts';
+import { runCli, scratchDirectory } from '../support/cli.ts';
 import { freshDatabase } from '../support/database.ts';
 import { expectSqlState } from '../support/sqlstate.ts';
 import { withCredentials } from '../support/urls.ts';
@@ -79,5 +79,52 @@ describe('symphony-relay roles create-login', () => {
     });
     expect(result.code).not.toBe(0);
     expect(result.stderr).toMatch(/SYMPHONY_LOGIN_PASSWORD is not set/);
+  });
+
+  it('reads the connection and the password from files (DATABASE_URL_FILE, SYMPHONY_LOGIN_PASSWORD_FILE), as the compose stack mounts them', async () => {
+    const db = await freshDatabase();
+    const dir = await scratchDirectory('roles-secrets');
+    const name = `file_${process.pid}`;
+    const env = {
+      DATABASE_URL_FILE: await dir.write('owner-url', `${db.ownerUrl}\n`),
+      SYMPHONY_LOGIN_PASSWORD_FILE: await dir.write('password', `${PASSWORD}\n`),
+    };
+    const created = await runCli(['roles', 'create-login', '--name', name], env);
+    expect(created.code, created.stderr).toBe(0);
+    expect(created.stdout + created.stderr).not.toContain(PASSWORD);
+    const login = new pg.Client({ connectionString: withCredentials(db.ownerUrl, name, PASSWORD) });
+    await login.connect();
+    await login.end();
+    await db.owner.query(`DROP ROLE ${name}`);
+  });
+
+  it('exits 2 with one line naming an unreadable or empty secret file, never its contents', async () => {
+    const db = await freshDatabase();
+    const dir = await scratchDirectory('roles-bad-secrets');
+    const missing = `${dir.path}/absent`;
+    const noUrl = await runCli(['roles', 'create-login', '--name', 'x_login'], {
+      DATABASE_URL_FILE: missing,
+      SYMPHONY_LOGIN_PASSWORD: PASSWORD,
+    });
+    expect(noUrl.code).toBe(2);
+    expect(noUrl.stderr).toBe(
+      `symphony-relay: roles create-login: DATABASE_URL_FILE="${missing}" cannot be read (ENOENT): expected a readable file holding DATABASE_URL (check the path and the mounted secret's permissions)\n`,
+    );
+
+    const emptyPassword = await runCli(['roles', 'create-login', '--name', 'x_login'], {
+      DATABASE_URL: db.ownerUrl,
+      SYMPHONY_LOGIN_PASSWORD_FILE: await dir.write('empty', '\n'),
+    });
+    expect(emptyPassword.code).toBe(2);
+    expect(emptyPassword.stderr.trim().split('\n')).toHaveLength(1);
+    expect(emptyPassword.stderr).toMatch(/SYMPHONY_LOGIN_PASSWORD_FILE=".*" is empty/);
+
+    const placeholder = await runCli(['roles', 'create-login', '--name', 'x_login'], {
+      DATABASE_URL: db.ownerUrl,
+      SYMPHONY_LOGIN_PASSWORD_FILE: await dir.write('placeholder', 'change-me-relayer-password\n'),
+    });
+    expect(placeholder.code).not.toBe(0);
+    expect(placeholder.stderr).toMatch(/the login password is a placeholder/);
+    expect(placeholder.stderr).not.toContain('change-me-relayer-password');
   });
 });

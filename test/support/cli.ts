@@ -23,13 +23,18 @@ const NODE: BinaryRequirement = {
 };
 
 /**
- * The environment a child gets: this process's, minus any DATABASE_URL (a test states the
+ * The environment a child gets: this process's, minus any DATABASE_URL(_FILE) (a test states the
  * connection it means), plus `overrides`.
  */
 export function cliEnvironment(
   overrides: Record<string, string | undefined> = {},
 ): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL: undefined, ...overrides };
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    DATABASE_URL: undefined,
+    DATABASE_URL_FILE: undefined,
+    ...overrides,
+  };
   for (const key of Object.keys(env)) if (env[key] === undefined) delete env[key];
   return env;
 }
