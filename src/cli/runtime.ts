@@ -88,7 +88,14 @@ export async function startRuntime(
       );
     });
     log.info({ event: 'policy_checked', policyVersion: policy.version }, 'ACTIVE policy found');
-    const limits = await assertWithinOperatorLimits(pool, { leaseSeconds: config.leaseSeconds });
+    const limits = await assertWithinOperatorLimits(pool, {
+      leaseSeconds: config.leaseSeconds,
+    }).catch((error: unknown) => {
+      if (error instanceof BootCheckError) throw error;
+      throw new BootCheckError(
+        `the operator-limits check failed: ${describeConnectionFailure(error, databaseUrl)}`,
+      );
+    });
     // The database refuses a longer delay (22023); the operator's limit wins over ours.
     let retry = config.retry;
     const maxDelayMs = limits.maxRetryDelaySeconds * 1000;

@@ -48,6 +48,10 @@ export function describeConnectionFailure(
   if (state === '57P03' || state === '53300') {
     return `${at}: ${message} (SQLSTATE ${state}). The server is starting, shutting down or full; try again shortly`;
   }
+  // Connected, then cut: a restart, a failover or pg_terminate_backend (57P01/57P02).
+  if (state === '57P01' || state === '57P02' || /Connection terminated/i.test(message)) {
+    return `the connection to PostgreSQL at ${target} was cut: ${message}${state ? ` (SQLSTATE ${state})` : ''}. The server restarted or an administrator ended the session; start again once it accepts connections`;
+  }
   if (/timeout/i.test(message)) {
     return `${at}: no answer in time (${message}). Check the host and port in ${variable} and the server's load`;
   }
