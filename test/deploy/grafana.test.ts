@@ -59,7 +59,7 @@ describe('deploy/grafana', () => {
     }
   });
 
-  it('is provisioned in the compose stack, read-only, with its admin password from deploy/.env', async () => {
+  it('is provisioned in the compose stack, read-only, with its admin password from a secret file', async () => {
     const result = await runBinary(
       DOCKER_COMPOSE,
       ['--env-file', join(REPO_ROOT, 'deploy/.env.example'), '-f', join(REPO_ROOT, 'docker-compose.yml'), 'config'],
@@ -70,7 +70,10 @@ describe('deploy/grafana', () => {
     // docker-compose 1.x renders short volume syntax: host:container:mode.
     expect(grafana).toMatch(/- \S+\/deploy\/grafana\/provisioning:\/etc\/grafana\/provisioning:ro\n/);
     expect(grafana).toMatch(/- \S+\/deploy\/grafana\/dashboards:\/etc\/grafana\/dashboards:ro\n/);
-    expect(grafana).toContain('GF_SECURITY_ADMIN_PASSWORD: change-me-grafana-password');
+    expect(grafana).toContain(
+      'GF_SECURITY_ADMIN_PASSWORD__FILE: /run/secrets/grafana-admin-password',
+    );
+    expect(grafana).not.toMatch(/GF_SECURITY_ADMIN_PASSWORD:/);
     const provider = await read('deploy/grafana/provisioning/dashboards/symphony-relay.yml');
     expect(provider).toContain('path: /etc/grafana/dashboards');
   });
