@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { mkdir, readFile, symlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { cliEnvironment, scratchDirectory } from '../support/cli.ts';
+import { scratchDirectory } from '../support/cli.ts';
 import { freshDatabase } from '../support/database.ts';
 import { REPO_ROOT } from '../support/paths.ts';
 import { freePort, startBinary, waitUntil, type BinaryRequirement } from '../support/processes.ts';
@@ -78,15 +78,18 @@ describe('README shell blocks run as written', () => {
       READONLY_PASSWORD: 'readme-readonly-secret-3',
     };
     const port = await freePort();
-    const env = cliEnvironment({
+    // Only what the block's prose names (and PATH, HOME): a SYMPHONY_* variable of the
+    // developer's shell would change what `run` does.
+    const env = {
       PATH: `${binDir}:${dirname(process.execPath)}:${process.env.PATH ?? ''}`,
+      HOME: process.env.HOME,
       DATABASE_URL: db.ownerUrl,
       ...passwords,
       RELAY_DATABASE_URL: withCredentials(db.ownerUrl, 'relay_login', passwords.RELAY_PASSWORD),
       POLICY_FILE: policyFile,
       SYMPHONY_HTTP_HOST: '127.0.0.1',
       SYMPHONY_HTTP_PORT: String(port),
-    });
+    };
 
     // Logins are cluster-wide: drop the ones the block made, pass or fail.
     onTestFinished(async () => {
