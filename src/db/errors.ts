@@ -32,6 +32,8 @@ export const SqlState = {
   InvalidIdentifier: 'P7405',
   /** rail_type does not match the SYMPHONY_RAILS key pattern. */
   InvalidRailType: 'P7406',
+  /** The producer's traceparent is not a W3C trace context. */
+  InvalidTraceparent: 'P7407',
   UniqueViolation: '23505',
   CheckViolation: '23514',
   ForeignKeyViolation: '23503',

@@ -249,7 +249,7 @@ describe('security definer functions', () => {
        WHERE pronamespace = 'public'::regnamespace ORDER BY 1`);
     expect(rows.map((row) => row.name)).toEqual(
       expect.arrayContaining([
-        'enqueue_payment_outbox(text,text,text,text,jsonb)',
+        'enqueue_payment_outbox(text,text,text,text,jsonb,text)',
         'claim_outbox_batch(integer,text,integer,text[])',
         'repair_expired_leases(integer,text)',
       ]),
