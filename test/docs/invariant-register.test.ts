@@ -2,6 +2,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { declaredTestTitles } from '../support/test-titles.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const REGISTER = 'docs/invariants.md';
@@ -54,9 +55,9 @@ function parseRegister(markdown: string): RegisterRow[] {
   });
 }
 
-/** A test title counts as present when the file contains it as a complete string literal. */
-function fileDeclaresTest(source: string, title: string): boolean {
-  return [`'${title}'`, `"${title}"`, `\`${title}\``].some((literal) => source.includes(literal));
+/** A cited title counts only as the title of a running test (`it(…)`/`test(…)`) in the file. */
+function fileDeclaresTest(file: string, title: string): boolean {
+  return declaredTestTitles(readFileSync(file, 'utf8'), file).includes(title);
 }
 
 const rows = parseRegister(readFileSync(path.join(ROOT, REGISTER), 'utf8'));
@@ -90,7 +91,7 @@ describe('invariant register (docs/invariants.md)', () => {
         }
         const absolute = path.join(ROOT, file);
         if (!existsSync(absolute)) return [`${describeRow(row)}: ${file} does not exist`];
-        return fileDeclaresTest(readFileSync(absolute, 'utf8'), title)
+        return fileDeclaresTest(absolute, title)
           ? []
           : [`${describeRow(row)}: ${file} has no test titled "${title}"`];
       });
@@ -111,5 +112,17 @@ describe('invariant register (docs/invariants.md)', () => {
           .map((id) => `${MIGRATIONS}/${name}: ${id}`);
       });
     expect(unregistered).toEqual([]);
+  });
+
+  it('counts a cited title only where it is the title of a running test', () => {
+    const source = [
+      "// it('in a comment', () => {})",
+      "const text = 'in a string';",
+      "it('a real test', () => {});",
+      "test.each([1])('a table test %s', () => {});",
+      "it.skip('a skipped test', () => {});",
+      "describe('a describe block', () => {});",
+    ].join('\n');
+    expect(declaredTestTitles(source)).toEqual(['a real test', 'a table test %s']);
   });
 });
