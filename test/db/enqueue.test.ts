@@ -131,10 +131,14 @@ describe('enqueue_payment_outbox', () => {
         sequenceId: first.sequenceId,
         state: terminal,
       });
-      // The enqueue time survives in the uuidv7 id (millisecond precision).
-      expect(Math.abs(again.createdAt.getTime() - first.createdAt.getTime())).toBeLessThanOrEqual(
-        1,
+      // With no pending row left, the enqueue time comes from the uuidv7 id: written during
+      // the first enqueue, so not before its transaction began (first.createdAt, now()).
+      const { rows: idTime } = await db.owner.query<{ at: Date }>(
+        'SELECT uuid_extract_timestamp($1::uuid) AS at',
+        [first.outboxId],
       );
+      expect(again.createdAt).toEqual(idTime[0]?.at);
+      expect(again.createdAt.getTime()).toBeGreaterThanOrEqual(first.createdAt.getTime());
       const { rows } = await db.owner.query<{ n: string }>(
         'SELECT count(*) AS n FROM public.payment_outbox_pending WHERE instruction_id = $1',
         [same.instructionId],
