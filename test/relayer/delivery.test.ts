@@ -18,8 +18,10 @@ describe('delivery through the http rail', () => {
   beforeEach(async () => {
     const started = await startRelayerOnHttpRail({
       SYMPHONY_CONCURRENCY: '32',
-      SYMPHONY_DISPATCH_TIMEOUT_MS: '1000',
-      SYMPHONY_LEASE_SECONDS: '10',
+      // Generous, so a loaded machine's slow answers are not timeouts; the timeout test
+      // answers later still.
+      SYMPHONY_DISPATCH_TIMEOUT_MS: '5000',
+      SYMPHONY_LEASE_SECONDS: '30',
       // Room for the Retry-After of 30 s below (the test defaults cap retries at 2 s).
       SYMPHONY_RETRY_MAX_MS: '60000',
     });
@@ -94,7 +96,7 @@ describe('delivery through the http rail', () => {
   });
 
   it('records a rail timeout as RETRYABLE TIMEOUT and delivers on the next attempt', async () => {
-    rail.respondNext({ status: 200, delayMs: 3_000 });
+    rail.respondNext({ status: 200, delayMs: 30_000 });
     rail.setDefault({ status: 200, body: { reference: 'fast-now' } });
     const [id] = await enqueueItems(target.db.owner, 1, { prefix: 'slow', railType: 'bank' });
     await waitForAllTerminal(target.db, 1);
