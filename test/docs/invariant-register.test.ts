@@ -2,58 +2,11 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { ID, parseRegister, REGISTER, type RegisterRow } from '../support/invariant-register.ts';
 import { declaredTestTitles } from '../support/test-titles.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const REGISTER = 'docs/invariants.md';
 const MIGRATIONS = 'schema/migrations';
-
-interface TestReference {
-  file: string;
-  title: string;
-}
-
-interface RegisterRow {
-  line: number;
-  id: string;
-  statement: string;
-  mechanism: string;
-  sqlState: string;
-  tests: TestReference[];
-}
-
-const ID = /^INV-[A-Z0-9]+(?:-[A-Z0-9]+)*$/;
-
-function parseTests(cell: string): TestReference[] {
-  return cell
-    .split('<br>')
-    .map((reference) => reference.trim())
-    .filter(Boolean)
-    .map((reference) => {
-      const [file = '', ...title] = reference.split(' › ');
-      return { file: file.trim(), title: title.join(' › ').trim() };
-    });
-}
-
-/** Rows are the table lines whose first cell is an invariant id; headers and prose are skipped. */
-function parseRegister(markdown: string): RegisterRow[] {
-  return markdown.split('\n').flatMap((text, index) => {
-    if (!/^\|\s*INV-/.test(text)) return [];
-    const cells = text
-      .trim()
-      .replace(/^\|/, '')
-      .replace(/\|$/, '')
-      .split('|')
-      .map((cell) => cell.trim());
-    if (cells.length !== 5) {
-      throw new Error(
-        `${REGISTER}:${index + 1} has ${cells.length} cells; expected id | statement | mechanism | SQLSTATE | tests`,
-      );
-    }
-    const [id = '', statement = '', mechanism = '', sqlState = '', tests = ''] = cells;
-    return [{ line: index + 1, id, statement, mechanism, sqlState, tests: parseTests(tests) }];
-  });
-}
 
 /** A cited title counts only as the title of a running test (`it(…)`/`test(…)`) in the file. */
 function fileDeclaresTest(file: string, title: string): boolean {
