@@ -50,4 +50,3 @@ export function parseRegister(markdown: string): RegisterRow[] {
     return [{ line: index + 1, id, statement, mechanism, sqlState, tests: parseTests(tests) }];
   });
 }
-
