@@ -295,13 +295,16 @@ export const MUTATIONS: ProofMutation[] = [
   },
   {
     row: 'INV-COMPLETE-ONCE',
-    removes: 'the deletion of the pending row on a terminal outcome',
+    removes: 'a terminal outcome leaves the pending row and its lease in place',
     sql: rewriteFunction(
       COMPLETE,
       `IF v_state IN ('DISPATCHED', 'FAILED') THEN
-    DELETE`,
-      `IF false THEN
-    DELETE`,
+    DELETE FROM public.payment_outbox_pending p
+     WHERE p.outbox_id = p_outbox_id;
+  ELSE`,
+      `IF v_state IN ('DISPATCHED', 'FAILED') THEN
+    NULL;
+  ELSE`,
     ),
   },
   {
@@ -544,8 +547,10 @@ export const MUTATIONS: ProofMutation[] = [
   },
   {
     row: 'INV-BATCH-COMPLETE-LEASE-FENCED',
-    removes: 'the token join of the batch fence',
-    sql: rewriteFunction(COMPLETE_BATCH, 'AND p.lease_token = o.lease_token', ''),
+    // The fence is checked twice (when locking, and again when recording): remove both.
+    removes: 'the token check of the batch fence, when locking and when recording',
+    sql: `${rewriteFunction(COMPLETE_BATCH, 'AND p.lease_token = o.lease_token', '')}
+          ${rewriteFunction(COMPLETE_BATCH, 'AND p.lease_token = i.lease_token', '')}`,
   },
   {
     row: 'INV-BATCH-COMPLETE-SAME-AS-SINGLE',
@@ -567,8 +572,11 @@ export const MUTATIONS: ProofMutation[] = [
   },
   {
     row: 'INV-BATCH-COMPLETE-LIVE-HOLDER-ONLY',
-    removes: 'the worker check of the batch fence',
-    sql: rewriteFunction(COMPLETE_BATCH, 'WHERE p.claimed_by = p_worker_id', 'WHERE true'),
+    removes: 'the worker and token checks of the batch fence, when locking and when recording',
+    sql: `${rewriteFunction(COMPLETE_BATCH, 'WHERE p.claimed_by = p_worker_id', 'WHERE true')}
+          ${rewriteFunction(COMPLETE_BATCH, 'AND p.claimed_by = p_worker_id', '')}
+          ${rewriteFunction(COMPLETE_BATCH, 'AND p.lease_token = o.lease_token', '')}
+          ${rewriteFunction(COMPLETE_BATCH, 'AND p.lease_token = i.lease_token', '')}`,
   },
   {
     row: 'INV-BATCH-COMPLETE-RECHECK-AFTER-WAIT',
@@ -582,12 +590,13 @@ export const MUTATIONS: ProofMutation[] = [
   },
   {
     row: 'INV-BATCH-COMPLETE-EXACTLY-ONCE',
-    removes: 'the row locks of the batch fence',
+    // Removing the locks alone survives: recording re-checks the fence on its own snapshot.
+    removes: 'the outbox_id order of the fence locks (random order instead)',
     sql: rewriteFunction(
       COMPLETE_BATCH,
       `ORDER BY p.outbox_id
          FOR UPDATE OF p`,
-      'ORDER BY p.outbox_id',
+      'ORDER BY random() FOR UPDATE OF p',
     ),
   },
   {
@@ -773,7 +782,9 @@ export const MUTATIONS: ProofMutation[] = [
     removes: 'the claim lock, the completion token fence and the one-terminal index together',
     sql: `${rewriteFunction(CLAIM, 'FOR UPDATE SKIP LOCKED', '')}
           ${rewriteFunction(COMPLETE_BATCH, 'AND p.lease_token = o.lease_token', '')}
+          ${rewriteFunction(COMPLETE_BATCH, 'AND p.lease_token = i.lease_token', '')}
           ${rewriteFunction(COMPLETE_BATCH, 'WHERE p.claimed_by = p_worker_id', 'WHERE true')}
+          ${rewriteFunction(COMPLETE_BATCH, 'AND p.claimed_by = p_worker_id', '')}
           DROP INDEX public.ux_attempts_one_terminal_per_outbox;`,
   },
 ];
