@@ -80,17 +80,20 @@ describe('schema shape the invariants rely on', () => {
     // list (and its review) instead of slipping past a pattern.
     const declared = [
       'bump_participant_outbox_seq(text)',
-      'claim_outbox_batch(integer,text,integer)',
+      'claim_outbox_batch(integer,text,integer,text[])',
       'complete_outbox_attempt(uuid,uuid,text,outbox_attempt_state,text,text,text,text,integer,integer)',
       'complete_outbox_batch(text,jsonb)',
-      'enqueue_payment_outbox(text,text,text,text,jsonb)',
+      'enqueue_payment_outbox(text,text,text,text,jsonb,text)',
       'enqueue_payment_outbox_batch(jsonb)',
+      'outbox_current_limits()',
       'outbox_next_attempt_at()',
       'outbox_queue_stats()',
+      'outbox_queue_stats_by_rail()',
       'outbox_retry_ceiling()',
       'record_ingress_attestation(text,text,text,text,timestamp with time zone,text,text,text,text,text,text,text)',
       'release_outbox_leases(text,uuid[],uuid[])',
       'repair_expired_leases(integer,text)',
+      'set_outbox_limit(text,integer,text)',
     ];
     const { rows } = await db.owner.query<{
       name: string;

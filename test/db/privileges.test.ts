@@ -97,23 +97,30 @@ describe('executor', () => {
  * migration that grants (or drops) a function must change this list, and its review.
  */
 const EXECUTABLE_BY: Record<(typeof RUNTIME_ROLES)[number], string[]> = {
-  symphony_control: [],
+  symphony_control: ['outbox_current_limits()', 'set_outbox_limit(text,integer,text)'],
   symphony_ingest: [
-    'enqueue_payment_outbox(text,text,text,text,jsonb)',
+    'enqueue_payment_outbox(text,text,text,text,jsonb,text)',
     'enqueue_payment_outbox_batch(jsonb)',
+    'outbox_current_limits()',
     'record_ingress_attestation(text,text,text,text,timestamp with time zone,text,text,text,text,text,text,text)',
   ],
   symphony_executor: [
-    'claim_outbox_batch(integer,text,integer)',
+    'claim_outbox_batch(integer,text,integer,text[])',
     'complete_outbox_attempt(uuid,uuid,text,outbox_attempt_state,text,text,text,text,integer,integer)',
     'complete_outbox_batch(text,jsonb)',
+    'outbox_current_limits()',
     'outbox_next_attempt_at()',
     'outbox_queue_stats()',
+    'outbox_queue_stats_by_rail()',
     'release_outbox_leases(text,uuid[],uuid[])',
     'repair_expired_leases(integer,text)',
   ],
-  symphony_readonly: ['outbox_queue_stats()'],
-  symphony_auditor: [],
+  symphony_readonly: [
+    'outbox_current_limits()',
+    'outbox_queue_stats()',
+    'outbox_queue_stats_by_rail()',
+  ],
+  symphony_auditor: ['outbox_current_limits()'],
 };
 
 async function executableBy(role: string): Promise<string[]> {
