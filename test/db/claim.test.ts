@@ -264,6 +264,7 @@ describe('claim_outbox_batch', () => {
      WHERE d.claimed_by IS NULL
        AND d.next_attempt_at <= now()
        AND d.rail_type = ANY ('{sandbox}'::text[])
+       AND d.participant_id <> ALL ('{}'::text[])
      ORDER BY d.next_attempt_at, d.created_at
      LIMIT 100
      FOR UPDATE SKIP LOCKED`;
@@ -274,7 +275,8 @@ describe('claim_outbox_batch', () => {
       sql
         .replace(/\s+/g, ' ')
         .replace(/LIMIT \S+/, 'LIMIT n')
-        .replace(/ANY \(\S+\)/, 'ANY (rails)');
+        .replace(/= ANY \(\S+\)/, '= ANY (rails)')
+        .replace(/<> ALL \(\S+\)/, '<> ALL (paused)');
     expect(normalise(source[0]?.src ?? '')).toContain(normalise(dueSelect));
 
     const { rows } = await db.owner.query<{ 'QUERY PLAN': unknown }>(
