@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import { registerControlCommands } from './controls.ts';
 import { registerEnqueueCommand } from './enqueue.ts';
 import { CliError } from './errors.ts';
 import { registerLimitsCommand } from './limits.ts';
@@ -28,6 +29,7 @@ registerEnqueueCommand(program);
 registerStatusCommand(program);
 registerPolicyCommand(program);
 registerLimitsCommand(program);
+registerControlCommands(program);
 registerMockRailCommand(program);
 
 try {

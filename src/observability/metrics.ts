@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { PAUSE_SCOPES, type Pause } from '../db/controls.ts';
 import type { QueueStats, RailQueueStats } from '../db/outbox.ts';
 
 /** The label every rail type that this worker has no adapter for is counted under. */
@@ -75,6 +76,7 @@ export class RelayerMetrics {
   private readonly queueStatsTimestamp: Gauge;
   private readonly railQueueDue: Gauge<'rail'>;
   private readonly railQueueOldestDueAge: Gauge<'rail'>;
+  private readonly dispatchPaused: Gauge<'scope'>;
   /** Rail labels are bounded: configured rails by name, everything else as `other`. */
   private configuredRails: ReadonlySet<string> = new Set();
   private readonly listenerConnected: Gauge;
@@ -188,6 +190,13 @@ export class RelayerMetrics {
       labelNames: ['rail'],
       registers,
     });
+    this.dispatchPaused = new Gauge({
+      name: `${PREFIX}dispatch_paused`,
+      help: 'Active kill switches (symphony-relay pause) per scope: all, rail, participant, at the last queue sample. Items they cover are due but never claimed.',
+      labelNames: ['scope'],
+      registers,
+    });
+    for (const scope of PAUSE_SCOPES) this.dispatchPaused.set({ scope }, 0);
     this.listenerConnected = new Gauge({
       name: `${PREFIX}listener_connected`,
       help: '1 while the LISTEN outbox_pending connection is up, else 0 (the worker falls back to polling).',
@@ -322,6 +331,13 @@ export class RelayerMetrics {
     }
     for (const [rail, value] of due) this.railQueueDue.set({ rail }, value);
     for (const [rail, value] of oldest) this.railQueueOldestDueAge.set({ rail }, value);
+  }
+
+  /** The fleet's active pauses (one shared table): how many per scope. */
+  setPauses(pauses: readonly Pause[]): void {
+    for (const scope of PAUSE_SCOPES) {
+      this.dispatchPaused.set({ scope }, pauses.filter((pause) => pause.scope === scope).length);
+    }
   }
 
   setListenerConnected(connected: boolean): void {
