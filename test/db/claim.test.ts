@@ -274,9 +274,9 @@ describe('claim_outbox_batch', () => {
     const normalise = (sql: string) =>
       sql
         .replace(/\s+/g, ' ')
-        .replace(/LIMIT \S+/, 'LIMIT n')
-        .replace(/= ANY \(\S+\)/, '= ANY (rails)')
-        .replace(/<> ALL \(\S+\)/, '<> ALL (paused)');
+        .replace(/LIMIT \S+/g, 'LIMIT n')
+        .replace(/= ANY \(\S+\)/g, '= ANY (rails)')
+        .replace(/<> ALL \(\S+\)/g, '<> ALL (paused)');
     expect(normalise(source[0]?.src ?? '')).toContain(normalise(dueSelect));
 
     const { rows } = await db.owner.query<{ 'QUERY PLAN': unknown }>(

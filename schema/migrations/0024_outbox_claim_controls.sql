@@ -7,6 +7,13 @@
 --     paused rail types are removed from the rail types asked for; paused participants are
 --     excluded with `<> ALL(array)`. The pauses are read once per call, and with none
 --     configured the call costs one probe of an empty table;
+--   * claim_outbox_batch claims each rail that has settings (0023) on its own: none while
+--     its breaker is open, one half-open probe fleet-wide when the cool-down is over (under
+--     the state row's lock), at most the tokens of its bucket when it is rate limited, and
+--     for an ordered rail only each participant's head. Rails without settings are claimed
+--     together as before; with no settings at all this costs one probe of an empty table;
+--   * both completions hand each outcome on a configured rail to outbox_rail_outcome()
+--     (breaker counting, ordered blocks); for other rails they do nothing more;
 --   * complete_outbox_attempt, complete_outbox_batch and repair_expired_leases apply the
 --     retry ceiling to the attempts of the item's current drive (attempt_no minus the queue
 --     row's drive_attempt_base), so a re-driven item that had failed at the ceiling gets a
@@ -44,6 +51,13 @@ DECLARE
   v_max_lease           int := (SELECT l.max_lease_seconds FROM public.outbox_limits l);
   v_rail_types          text[] := p_rail_types;
   v_paused_participants text[] := '{}';
+  v_remaining           int := p_batch_size;
+  v_set                 public.outbox_rail_settings;
+  v_state               public.outbox_rail_state;
+  v_allowed             int;
+  v_tokens              double precision;
+  v_probe               boolean;
+  v_ids                 uuid[];
 BEGIN
   -- Bounded: at most 1000 items of at most max_payload_bytes each per claim.
   IF p_batch_size IS NULL OR p_batch_size < 1 OR p_batch_size > 1000 THEN
@@ -80,6 +94,112 @@ BEGIN
      WHERE x.scope = 'participant';
   END IF;
 
+  -- Rails with settings (rate limit, breaker, ordering), each claimed on its own under its
+  -- own allowance; read once per call (the table is empty unless an operator configured a
+  -- rail). The other rails are claimed together below, exactly as before.
+  IF EXISTS (SELECT 1 FROM public.outbox_rail_settings) THEN
+    FOR v_set IN
+      SELECT s.*
+        FROM public.outbox_rail_settings s
+       WHERE s.rail_type = ANY (v_rail_types)
+         AND (s.max_per_second IS NOT NULL OR s.ordered OR s.breaker_threshold IS NOT NULL)
+       ORDER BY s.rail_type
+    LOOP
+      v_rail_types := array_remove(v_rail_types, v_set.rail_type);
+      CONTINUE WHEN v_remaining = 0;
+      v_allowed := v_remaining;
+      v_probe := false;
+
+      IF v_set.max_per_second IS NOT NULL OR v_set.breaker_threshold IS NOT NULL THEN
+        SELECT st.* INTO v_state FROM public.outbox_rail_state st WHERE st.rail_type = v_set.rail_type;
+        IF v_set.breaker_threshold IS NOT NULL AND v_state.breaker_state <> 'closed' THEN
+          -- Open and cooling down: nobody claims (no lock taken, attempt counts stay put).
+          CONTINUE WHEN v_state.breaker_state = 'open' AND v_state.open_until > now();
+          -- Time for a probe: one claimer at a time decides, under the state row's lock.
+          SELECT st.* INTO v_state FROM public.outbox_rail_state st
+           WHERE st.rail_type = v_set.rail_type FOR UPDATE;
+          CONTINUE WHEN v_state.breaker_state = 'open' AND v_state.open_until > now();
+          CONTINUE WHEN v_state.breaker_state = 'half_open' AND EXISTS (
+            SELECT 1 FROM public.payment_outbox_pending q
+             WHERE q.outbox_id = v_state.probe_outbox_id
+               AND q.claimed_by IS NOT NULL AND q.lease_expires_at > now());
+          IF v_state.breaker_state <> 'closed' THEN
+            v_allowed := 1;
+            v_probe := true;
+          END IF;
+        END IF;
+        IF v_set.max_per_second IS NOT NULL THEN
+          -- Token bucket: refilled by the time elapsed (clock time: claimers queue on this
+          -- lock, so the transaction start would run backwards), capacity one second's worth.
+          SELECT st.* INTO v_state FROM public.outbox_rail_state st
+           WHERE st.rail_type = v_set.rail_type FOR UPDATE;
+          v_tokens := LEAST(v_set.max_per_second::double precision,
+                            v_state.tokens + v_set.max_per_second
+                              * GREATEST(0, extract(epoch FROM clock_timestamp() - v_state.refilled_at)));
+          v_allowed := LEAST(v_allowed, floor(v_tokens)::int);
+        END IF;
+      END IF;
+
+      v_ids := '{}';
+      IF v_allowed > 0 THEN
+        SELECT COALESCE(array_agg(c.outbox_id), '{}') INTO v_ids
+          FROM (
+            SELECT d.outbox_id
+              FROM public.payment_outbox_pending d
+             WHERE d.claimed_by IS NULL
+               AND d.next_attempt_at <= now()
+               AND d.rail_type = v_set.rail_type
+               AND d.participant_id <> ALL (v_paused_participants)
+               -- Ordered: only a participant's lowest queued sequence on this rail, none while
+               -- one of its items is leased, none while a failed head waits for a re-drive.
+               AND (NOT v_set.ordered OR (
+                     NOT EXISTS (
+                       SELECT 1 FROM public.payment_outbox_pending e
+                        WHERE e.participant_id = d.participant_id
+                          AND e.rail_type = v_set.rail_type
+                          AND e.outbox_id <> d.outbox_id
+                          AND (e.sequence_id < d.sequence_id OR e.claimed_by IS NOT NULL))
+                     AND NOT EXISTS (
+                       SELECT 1 FROM public.outbox_ordered_blocks b
+                        WHERE b.rail_type = v_set.rail_type AND b.participant_id = d.participant_id)))
+             ORDER BY d.next_attempt_at, d.created_at
+             LIMIT v_allowed
+             FOR UPDATE SKIP LOCKED
+          ) c;
+      END IF;
+
+      IF v_set.max_per_second IS NOT NULL THEN
+        UPDATE public.outbox_rail_state st
+           SET tokens = v_tokens - cardinality(v_ids), refilled_at = clock_timestamp()
+         WHERE st.rail_type = v_set.rail_type;
+      END IF;
+      IF v_probe AND cardinality(v_ids) > 0 THEN
+        UPDATE public.outbox_rail_state st
+           SET breaker_state = 'half_open', probe_outbox_id = v_ids[1]
+         WHERE st.rail_type = v_set.rail_type;
+      END IF;
+      CONTINUE WHEN cardinality(v_ids) = 0;
+
+      RETURN QUERY
+      WITH leased AS (
+        UPDATE public.payment_outbox_pending p
+           SET claimed_by       = p_worker_id,
+               lease_token      = uuidv7(),
+               lease_expires_at = now() + make_interval(secs => p_lease_seconds)
+         WHERE p.outbox_id = ANY (v_ids)
+        RETURNING p.outbox_id, p.attempt_count, p.lease_token, p.lease_expires_at
+      )
+      SELECT l.outbox_id, i.instruction_id, i.participant_id, i.sequence_id, i.idempotency_key,
+             i.rail_type, i.payload, l.attempt_count, l.lease_token, l.lease_expires_at, i.created_at
+        FROM leased l
+        JOIN public.payment_outbox_items i ON i.outbox_id = l.outbox_id;
+      v_remaining := v_remaining - cardinality(v_ids);
+    END LOOP;
+    IF cardinality(v_rail_types) = 0 OR v_remaining = 0 THEN
+      RETURN;
+    END IF;
+  END IF;
+
   RETURN QUERY
   WITH due AS (
     SELECT d.outbox_id
@@ -89,7 +209,7 @@ BEGIN
        AND d.rail_type = ANY (v_rail_types)
        AND d.participant_id <> ALL (v_paused_participants)
      ORDER BY d.next_attempt_at, d.created_at
-     LIMIT p_batch_size
+     LIMIT v_remaining
      FOR UPDATE SKIP LOCKED
   ),
   leased AS (
@@ -135,6 +255,7 @@ AS $$
 DECLARE
   v_attempt_no int;
   v_base       int;
+  v_queued     record;
   v_state      public.outbox_attempt_state;
   v_error_code text := p_error_code;
 BEGIN
@@ -144,7 +265,7 @@ BEGIN
   END IF;
   PERFORM public.assert_retry_delay('complete_outbox_attempt', p_retry_delay_seconds);
 
-  SELECT p.drive_attempt_base INTO v_base
+  SELECT p.drive_attempt_base, p.rail_type, p.participant_id, p.sequence_id INTO v_queued
      FROM public.payment_outbox_pending p
     WHERE p.outbox_id = p_outbox_id
       AND p.claimed_by = p_worker_id
@@ -165,6 +286,7 @@ BEGIN
    WHERE a.outbox_id = p_outbox_id;
 
   v_state := p_state;
+  v_base := v_queued.drive_attempt_base;
   IF p_state = 'RETRYABLE' AND v_attempt_no - v_base >= public.outbox_retry_ceiling() THEN
     v_state := 'FAILED';
     v_error_code := COALESCE(p_error_code, 'RETRY_CEILING');
@@ -195,6 +317,12 @@ BEGIN
      WHERE p.outbox_id = p_outbox_id;
   END IF;
 
+  -- A configured rail's controls learn the outcome (ordered blocks, circuit breaker).
+  IF EXISTS (SELECT 1 FROM public.outbox_rail_settings s WHERE s.rail_type = v_queued.rail_type) THEN
+    PERFORM public.outbox_rail_outcome(v_queued.rail_type, p_outbox_id, v_queued.participant_id,
+                                       v_queued.sequence_id, v_state, v_error_code);
+  END IF;
+
   RETURN QUERY SELECT v_attempt_no, v_state;
 END;
 $$;
@@ -218,8 +346,9 @@ SET search_path = pg_catalog, public, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-  v_bad  record;
-  v_live uuid[];
+  v_bad     record;
+  v_live    uuid[];
+  v_outcome record;
 BEGIN
   IF p_outcomes IS NULL OR jsonb_typeof(p_outcomes) <> 'array' THEN
     RAISE EXCEPTION 'complete_outbox_batch: p_outcomes must be a JSON array of outcome objects, got %',
@@ -357,6 +486,28 @@ BEGIN
     FROM input i
     LEFT JOIN decided d ON d.ord = i.ord
    ORDER BY i.ord;
+
+  -- Configured rails' controls learn the outcomes, in the order they were recorded (the
+  -- attempts this call appended are the latest of the items it fenced).
+  IF EXISTS (SELECT 1 FROM public.outbox_rail_settings) THEN
+    FOR v_outcome IN
+      SELECT i.rail_type, i.outbox_id, i.participant_id, i.sequence_id, a.state, a.error_code
+        FROM unnest(v_live) AS l(outbox_id)
+        JOIN public.payment_outbox_items i ON i.outbox_id = l.outbox_id
+        JOIN public.outbox_rail_settings s ON s.rail_type = i.rail_type
+        CROSS JOIN LATERAL (
+          SELECT x.attempt_id, x.state, x.error_code
+            FROM public.payment_outbox_attempts x
+           WHERE x.outbox_id = l.outbox_id
+           ORDER BY x.attempt_no DESC
+           LIMIT 1
+        ) a
+       ORDER BY a.attempt_id
+    LOOP
+      PERFORM public.outbox_rail_outcome(v_outcome.rail_type, v_outcome.outbox_id, v_outcome.participant_id,
+                                         v_outcome.sequence_id, v_outcome.state, v_outcome.error_code);
+    END LOOP;
+  END IF;
 END;
 $$;
 
