@@ -196,3 +196,89 @@ function single<T>(rows: T[], functionName: string): T {
   }
   return row;
 }
+
+/** A rail's operator settings and its fleet-wide state (outbox_rail_overview). */
+export interface RailOverview {
+  railType: string;
+  /** Null: no rate limit. */
+  maxPerSecond: number | null;
+  ordered: boolean;
+  /** Null: no circuit breaker. */
+  breakerThreshold: number | null;
+  breakerCooldownSeconds: number;
+  breakerMaxCooldownSeconds: number;
+  breakerState: BreakerState;
+  consecutiveFailures: number;
+  openUntil: Date | null;
+  cooldownSeconds: number | null;
+  /** Participants waiting behind a FAILED head on this (ordered) rail until it is re-driven. */
+  blockedParticipants: number;
+  updatedBy: string;
+  updatedAt: Date;
+}
+
+export const BREAKER_STATES = ['closed', 'half_open', 'open'] as const;
+export type BreakerState = (typeof BREAKER_STATES)[number];
+
+/** What to change; undefined leaves a setting as it is. */
+export interface RailSettingsChange {
+  railType: string;
+  /** 0 removes the limit. */
+  maxPerSecond?: number;
+  ordered?: boolean;
+  /** 0 removes the breaker. */
+  breakerThreshold?: number;
+  breakerCooldownSeconds?: number;
+  breakerMaxCooldownSeconds?: number;
+  reason: string;
+}
+
+export async function setRailSettings(db: Queryable, change: RailSettingsChange): Promise<void> {
+  await db.query('SELECT 1 FROM public.set_rail_settings($1, $2, $3, $4, $5, $6, $7)', [
+    change.railType,
+    change.maxPerSecond ?? null,
+    change.ordered ?? null,
+    change.breakerThreshold ?? null,
+    change.breakerCooldownSeconds ?? null,
+    change.breakerMaxCooldownSeconds ?? null,
+    change.reason,
+  ]);
+}
+
+export async function railOverview(db: Queryable): Promise<RailOverview[]> {
+  const { rows } = await db.query<{
+    rail_type: string;
+    max_per_second: number | null;
+    ordered: boolean;
+    breaker_threshold: number | null;
+    breaker_cooldown_seconds: number;
+    breaker_max_cooldown_seconds: number;
+    breaker_state: BreakerState;
+    consecutive_failures: number;
+    open_until: Date | null;
+    cooldown_seconds: number | null;
+    blocked_participants: string;
+    updated_by: string;
+    updated_at: Date;
+  }>(
+    `SELECT rail_type, max_per_second, ordered, breaker_threshold, breaker_cooldown_seconds,
+            breaker_max_cooldown_seconds, breaker_state, consecutive_failures, open_until,
+            cooldown_seconds, blocked_participants, updated_by, updated_at
+       FROM public.outbox_rail_overview()`,
+  );
+  return rows.map((row) => ({
+    railType: row.rail_type,
+    maxPerSecond: row.max_per_second,
+    ordered: row.ordered,
+    breakerThreshold: row.breaker_threshold,
+    breakerCooldownSeconds: row.breaker_cooldown_seconds,
+    breakerMaxCooldownSeconds: row.breaker_max_cooldown_seconds,
+    breakerState: row.breaker_state,
+    consecutiveFailures: row.consecutive_failures,
+    openUntil: row.open_until,
+    cooldownSeconds: row.cooldown_seconds,
+    blockedParticipants: Number(row.blocked_participants),
+    updatedBy: row.updated_by,
+    updatedAt: row.updated_at,
+  }));
+}
