@@ -57,6 +57,16 @@ async function bucket(tokens: number) {
   );
 }
 
+/** Every queued item of these ids unleased and due now (as if leases were released). */
+async function requeueAll(ids: readonly string[]) {
+  await db.owner.query(
+    `UPDATE public.payment_outbox_pending SET claimed_by = NULL, lease_token = NULL,
+            lease_expires_at = NULL WHERE outbox_id = ANY($1::uuid[])`,
+    [ids],
+  );
+  await makeDue(db.owner, ids);
+}
+
 async function breaker() {
   const [rail] = (await railOverview(as.symphony_readonly)).filter(
     (row) => row.railType === 'limited',
@@ -201,17 +211,13 @@ describe('circuit breaker', () => {
     ]);
     expect(batchResult?.state).toBe('RETRYABLE');
     expect(await breaker()).toMatchObject({ breakerState: 'closed', consecutiveFailures: 2 });
-    // The other six were leased by the first claim; hand them a third failure.
-    await db.owner.query(
-      `UPDATE public.payment_outbox_pending SET claimed_by = NULL, lease_token = NULL,
-              lease_expires_at = NULL WHERE rail_type = 'limited'`,
-    );
-    await makeDue(db.owner, ids);
+    // The other six were leased by the first claim: hand them back, and fail a third.
+    await requeueAll(ids);
     const [third] = await claim();
     await outcome(third!, 'RETRYABLE', 'TIMEOUT');
     expect(await breaker()).toMatchObject({ breakerState: 'open', cooldownSeconds: 60 });
 
-    await makeDue(db.owner, ids);
+    await requeueAll(ids);
     const countsBefore = await readAttempts(db.owner, ids);
     expect(await claim()).toEqual([]);
     expect(await readAttempts(db.owner, ids)).toEqual(countsBefore);
@@ -234,7 +240,7 @@ describe('circuit breaker', () => {
     expect(await claim('w1')).toEqual([]);
     await outcome(probe!, 'DISPATCHED', null, 'w2');
     expect(await breaker()).toMatchObject({ breakerState: 'closed', consecutiveFailures: 0 });
-    await makeDue(db.owner, ids);
+    await requeueAll(ids);
     expect((await claim()).length).toBe(8);
   });
 });
