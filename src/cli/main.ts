@@ -7,6 +7,7 @@ import { registerLocalCommand } from './local.ts';
 import { registerMigrateCommand } from './migrate.ts';
 import { registerMockRailCommand } from './mock-rail.ts';
 import { registerPolicyCommand } from './policy.ts';
+import { registerRailCommand } from './rail.ts';
 import { registerRolesCommand } from './roles.ts';
 import { registerRunCommand } from './run.ts';
 import { registerSchemaCommand } from './schema.ts';
@@ -30,6 +31,7 @@ registerStatusCommand(program);
 registerPolicyCommand(program);
 registerLimitsCommand(program);
 registerControlCommands(program);
+registerRailCommand(program);
 registerMockRailCommand(program);
 
 try {

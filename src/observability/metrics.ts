@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { PAUSE_SCOPES, type Pause } from '../db/controls.ts';
+import { PAUSE_SCOPES, type Pause, type RailOverview } from '../db/controls.ts';
 import type { QueueStats, RailQueueStats } from '../db/outbox.ts';
 
 /** The label every rail type that this worker has no adapter for is counted under. */
@@ -38,6 +38,8 @@ export interface RelayerMetricsOptions {
 }
 
 const PREFIX = 'symphony_relay_';
+
+const BREAKER_GAUGE_VALUES = { closed: 0, half_open: 1, open: 2 } as const;
 
 // Rail calls are network round trips with a dispatch timeout of seconds: 5 ms up to a minute.
 const DISPATCH_DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
@@ -77,6 +79,7 @@ export class RelayerMetrics {
   private readonly railQueueDue: Gauge<'rail'>;
   private readonly railQueueOldestDueAge: Gauge<'rail'>;
   private readonly dispatchPaused: Gauge<'scope'>;
+  private readonly railBreakerState: Gauge<'rail'>;
   /** Rail labels are bounded: configured rails by name, everything else as `other`. */
   private configuredRails: ReadonlySet<string> = new Set();
   private readonly listenerConnected: Gauge;
@@ -197,6 +200,12 @@ export class RelayerMetrics {
       registers,
     });
     for (const scope of PAUSE_SCOPES) this.dispatchPaused.set({ scope }, 0);
+    this.railBreakerState = new Gauge({
+      name: `${PREFIX}rail_breaker_state`,
+      help: 'Circuit breaker of each rail with a breaker (symphony-relay rail set): 0 closed, 1 half-open (one probe may go), 2 open (nothing is claimed), at the last queue sample.',
+      labelNames: ['rail'],
+      registers,
+    });
     this.listenerConnected = new Gauge({
       name: `${PREFIX}listener_connected`,
       help: '1 while the LISTEN outbox_pending connection is up, else 0 (the worker falls back to polling).',
@@ -338,6 +347,19 @@ export class RelayerMetrics {
     for (const scope of PAUSE_SCOPES) {
       this.dispatchPaused.set({ scope }, pauses.filter((pause) => pause.scope === scope).length);
     }
+  }
+
+  /** Breaker state of the rails that have one (fleet-wide, from the database). */
+  setRailControls(rails: readonly RailOverview[]): void {
+    const states = new Map<string, number>();
+    for (const rail of rails) {
+      if (rail.breakerThreshold === null) continue;
+      const label = this.railLabel(rail.railType);
+      const value = BREAKER_GAUGE_VALUES[rail.breakerState];
+      states.set(label, Math.max(states.get(label) ?? 0, value));
+    }
+    this.railBreakerState.reset();
+    for (const [rail, value] of states) this.railBreakerState.set({ rail }, value);
   }
 
   setListenerConnected(connected: boolean): void {
