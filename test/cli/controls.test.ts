@@ -195,3 +195,83 @@ describe('symphony-relay failed / redrive', () => {
     expect(result.stderr).toContain('give --outbox-id <uuid>, or --rail and/or --error-code');
   });
 });
+
+describe('symphony-relay rail set / show', () => {
+  it('sets a rail’s limit, ordering and breaker, shows them, and removes them', async () => {
+    const set = await runCli(
+      [
+        'rail',
+        'set',
+        'bank-y',
+        '--max-per-second',
+        '50',
+        '--ordered',
+        '--breaker-threshold',
+        '5',
+        '--reason',
+        'contract',
+      ],
+      asOperator,
+    );
+    expect(set, set.stderr).toMatchObject({ code: 0 });
+    expect(set.stdout).toContain('rate limit     50/s for the whole fleet');
+    expect(set.stdout).toContain('ordering       per participant');
+    expect(set.stdout).toContain(
+      'breaker        closed (opens after 5 consecutive transport failures; cool-down 30 s doubling up to 600 s',
+    );
+    const shown = await runCli(['rail', 'show', 'bank-y', '--json'], asOperator);
+    expect(JSON.parse(shown.stdout)).toMatchObject({
+      rails: [{ railType: 'bank-y', maxPerSecond: 50, ordered: true, breakerThreshold: 5 }],
+    });
+    const removed = await runCli(
+      [
+        'rail',
+        'set',
+        'bank-y',
+        '--max-per-second',
+        '0',
+        '--unordered',
+        '--breaker-threshold',
+        '0',
+        '--reason',
+        'ended',
+      ],
+      asOperator,
+    );
+    expect(removed.stdout).toMatch(
+      /rate limit {5}none\n {2}ordering {7}none\n {2}breaker {8}off\n/,
+    );
+    const unknown = await runCli(['rail', 'show', 'never-set'], asOperator);
+    expect(unknown.stdout).toBe(
+      'rail never-set: no settings (no rate limit, unordered, no breaker); not paused\n',
+    );
+  });
+
+  it.each([
+    [['rail', 'set', 'bank', '--reason', 'r'], 'nothing to change'],
+    [
+      ['rail', 'set', 'bank', '--max-per-second', 'fast', '--reason', 'r'],
+      '--max-per-second must be a whole number',
+    ],
+    [
+      ['rail', 'set', 'bank', '--ordered', '--unordered', '--reason', 'r'],
+      'give --ordered or --unordered, not both',
+    ],
+  ])('%j exits 2 with one line', async (args, message) => {
+    const result = await runCli(args, asOperator);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain(message);
+    expect(result.stderr.trim().split('\n')).toHaveLength(1);
+  });
+
+  it('an out-of-range value is refused by the database with 22023', async () => {
+    const result = await runCli(
+      ['rail', 'set', 'bank', '--max-per-second', '100001', '--reason', 'r'],
+      asOperator,
+    );
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(
+      /max_per_second must be between 1 and 100000.*\(SQLSTATE 22023\)/,
+    );
+  });
+});
