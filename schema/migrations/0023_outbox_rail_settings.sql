@@ -254,6 +254,12 @@ BEGIN
     VALUES (p_outbox_id, p_rail_type, p_participant_id, p_sequence_id)
     ON CONFLICT (outbox_id) DO NOTHING;
   END IF;
+  -- A head that left the queue (or went back to wait for its retry) lets its participant's
+  -- next item go: wake the workers now instead of at their next poll (one NOTIFY per
+  -- transaction, however many outcomes).
+  IF v_set.ordered THEN
+    PERFORM pg_notify('outbox_pending', '');
+  END IF;
   IF v_set.breaker_threshold IS NULL THEN
     RETURN;
   END IF;
