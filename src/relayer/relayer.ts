@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
+import { activePauses, railOverview } from '../db/controls.ts';
 import {
   claimOutboxBatch,
   outboxNextAttemptAt,
@@ -305,13 +306,17 @@ export class Relayer {
   }
 
   private async sampleQueue(): Promise<void> {
-    const [stats, byRail] = await Promise.all([
+    const [stats, byRail, pauses, railControls] = await Promise.all([
       outboxQueueStats(this.options.pool),
       outboxQueueStatsByRail(this.options.pool),
+      activePauses(this.options.pool),
+      railOverview(this.options.pool),
     ]);
     this.setDatabaseReachable(true);
     this.options.metrics.setQueueStats(stats);
     this.options.metrics.setRailQueueStats(byRail);
+    this.options.metrics.setPauses(pauses);
+    this.options.metrics.setRailControls(railControls);
   }
 
   /** A worker state change: logged once per transition, not once per failed query. */
