@@ -85,15 +85,22 @@ describe('schema shape the invariants rely on', () => {
       'complete_outbox_batch(text,jsonb)',
       'enqueue_payment_outbox(text,text,text,text,jsonb,text)',
       'enqueue_payment_outbox_batch(jsonb)',
+      'outbox_active_pauses()',
       'outbox_current_limits()',
+      'outbox_failed_items(text,text,integer)',
       'outbox_next_attempt_at()',
       'outbox_queue_stats()',
       'outbox_queue_stats_by_rail()',
+      'outbox_rail_overview()',
       'outbox_retry_ceiling()',
+      'pause_dispatch(text,text,text)',
       'record_ingress_attestation(text,text,text,text,timestamp with time zone,text,text,text,text,text,text,text)',
+      'redrive_outbox_item(uuid,text)',
       'release_outbox_leases(text,uuid[],uuid[])',
       'repair_expired_leases(integer,text)',
+      'resume_dispatch(text,text,text)',
       'set_outbox_limit(text,integer,text)',
+      'set_rail_settings(text,integer,boolean,integer,integer,integer,text)',
     ];
     const { rows } = await db.owner.query<{
       name: string;

@@ -97,7 +97,17 @@ describe('executor', () => {
  * migration that grants (or drops) a function must change this list, and its review.
  */
 const EXECUTABLE_BY: Record<(typeof RUNTIME_ROLES)[number], string[]> = {
-  symphony_control: ['outbox_current_limits()', 'set_outbox_limit(text,integer,text)'],
+  symphony_control: [
+    'outbox_active_pauses()',
+    'outbox_current_limits()',
+    'outbox_failed_items(text,text,integer)',
+    'outbox_rail_overview()',
+    'pause_dispatch(text,text,text)',
+    'redrive_outbox_item(uuid,text)',
+    'resume_dispatch(text,text,text)',
+    'set_outbox_limit(text,integer,text)',
+    'set_rail_settings(text,integer,boolean,integer,integer,integer,text)',
+  ],
   symphony_ingest: [
     'enqueue_payment_outbox(text,text,text,text,jsonb,text)',
     'enqueue_payment_outbox_batch(jsonb)',
@@ -108,19 +118,29 @@ const EXECUTABLE_BY: Record<(typeof RUNTIME_ROLES)[number], string[]> = {
     'claim_outbox_batch(integer,text,integer,text[])',
     'complete_outbox_attempt(uuid,uuid,text,outbox_attempt_state,text,text,text,text,integer,integer)',
     'complete_outbox_batch(text,jsonb)',
+    'outbox_active_pauses()',
     'outbox_current_limits()',
     'outbox_next_attempt_at()',
     'outbox_queue_stats()',
     'outbox_queue_stats_by_rail()',
+    'outbox_rail_overview()',
     'release_outbox_leases(text,uuid[],uuid[])',
     'repair_expired_leases(integer,text)',
   ],
   symphony_readonly: [
+    'outbox_active_pauses()',
     'outbox_current_limits()',
+    'outbox_failed_items(text,text,integer)',
     'outbox_queue_stats()',
     'outbox_queue_stats_by_rail()',
+    'outbox_rail_overview()',
   ],
-  symphony_auditor: ['outbox_current_limits()'],
+  symphony_auditor: [
+    'outbox_active_pauses()',
+    'outbox_current_limits()',
+    'outbox_failed_items(text,text,integer)',
+    'outbox_rail_overview()',
+  ],
 };
 
 async function executableBy(role: string): Promise<string[]> {
