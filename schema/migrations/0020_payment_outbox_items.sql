@@ -26,13 +26,18 @@ CREATE TABLE public.payment_outbox_items (
   -- payloads, and an auditor prove what was sent, without reading them.
   payload_sha256   TEXT NOT NULL,
   created_at       TIMESTAMPTZ NOT NULL DEFAULT now(),
+  -- The producer's W3C trace context, when it sent one: every dispatch continues its trace.
+  traceparent      TEXT,
   -- Only this migration sets it: true for the second and later items that reused one
   -- idempotency key before keys were unique (kept, but they own no key).
   legacy_key_reuse BOOLEAN NOT NULL DEFAULT false,
 
   CONSTRAINT ux_items_participant_sequence UNIQUE (participant_id, sequence_id),
   CONSTRAINT ck_items_payload_is_object CHECK (jsonb_typeof(payload) = 'object'),
-  CONSTRAINT ck_items_payload_sha256 CHECK (payload_sha256 ~ '^[0-9a-f]{64}$')
+  CONSTRAINT ck_items_payload_sha256 CHECK (payload_sha256 ~ '^[0-9a-f]{64}$'),
+  CONSTRAINT ck_items_traceparent CHECK (
+    traceparent IS NULL OR traceparent ~ '^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$'
+  )
 );
 
 COMMENT ON TABLE public.payment_outbox_items IS

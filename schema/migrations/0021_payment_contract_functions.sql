@@ -13,6 +13,8 @@
 --          characters without leading or trailing space (they travel as HTTP headers)
 --   P7406  rail_type not 1-64 letters, digits, "_", ".", ":" or "-" starting with a letter
 --          or digit (the SYMPHONY_RAILS key pattern)
+--   P7407  traceparent (optional) not a W3C trace context "00-<32 hex>-<16 hex>-<2 hex>"
+--          with non-zero ids
 --   23514  payload not a JSON object (as before); 23502 a required field missing
 -- Out-of-range arguments of the runtime functions (batch size, lease, retry delay) are 22023.
 
@@ -40,6 +42,7 @@ CREATE FUNCTION public.outbox_item_input_problem(
   p_idempotency_key   text,
   p_rail_type         text,
   p_payload           jsonb,
+  p_traceparent       text,
   p_max_payload_bytes int,
   p_max_payload_depth int
 )
@@ -97,6 +100,14 @@ BEGIN
     RETURN QUERY SELECT 'P7403'::text,
       format('payload is %s bytes of JSON; the limit is %s bytes (outbox_limits.max_payload_bytes)',
              v_bytes, p_max_payload_bytes);
+    RETURN;
+  END IF;
+  IF p_traceparent IS NOT NULL
+     AND (p_traceparent !~ '^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$'
+          OR substr(p_traceparent, 4, 32) = repeat('0', 32)
+          OR substr(p_traceparent, 37, 16) = repeat('0', 16)) THEN
+    RETURN QUERY SELECT 'P7407'::text,
+      'traceparent must be a W3C trace context: 00-<32 lowercase hex trace id>-<16 lowercase hex parent id>-<2 hex flags>, ids not all zero'::text;
     RETURN;
   END IF;
   -- strict $.**{n}: any value nested inside n objects/arrays.
@@ -184,12 +195,17 @@ $$;
 -- ------------------------------------------------------------
 -- enqueue_payment_outbox
 -- ------------------------------------------------------------
-CREATE OR REPLACE FUNCTION public.enqueue_payment_outbox(
+-- A new optional argument (the producer's traceparent) means a new signature: the 0002 one
+-- is dropped, and calls with five arguments keep working through the default.
+DROP FUNCTION public.enqueue_payment_outbox(text, text, text, text, jsonb);
+
+CREATE FUNCTION public.enqueue_payment_outbox(
   p_instruction_id  text,
   p_participant_id  text,
   p_idempotency_key text,
   p_rail_type       text,
-  p_payload         jsonb
+  p_payload         jsonb,
+  p_traceparent     text DEFAULT NULL
 )
 RETURNS TABLE (
   outbox_id   uuid,
@@ -211,7 +227,8 @@ BEGIN
   SELECT l.* INTO v_limits FROM public.outbox_limits l;
   SELECT pr.code, pr.message INTO v_problem
     FROM public.outbox_item_input_problem(p_instruction_id, p_participant_id, p_idempotency_key,
-                                          p_rail_type, p_payload, v_limits.max_payload_bytes,
+                                          p_rail_type, p_payload, p_traceparent,
+                                          v_limits.max_payload_bytes,
                                           v_limits.max_payload_depth) pr;
   IF FOUND THEN
     RAISE EXCEPTION 'enqueue_payment_outbox: %', v_problem.message USING ERRCODE = v_problem.code;
@@ -235,13 +252,13 @@ BEGIN
 
   INSERT INTO public.payment_outbox_items AS i (
     outbox_id, instruction_id, participant_id, sequence_id, idempotency_key, rail_type,
-    payload, payload_sha256
+    payload, payload_sha256, traceparent
   )
   VALUES (
     uuidv7(), p_instruction_id, p_participant_id,
     public.bump_participant_outbox_seq(p_participant_id),
     p_idempotency_key, p_rail_type, p_payload,
-    encode(sha256(convert_to(p_payload::text, 'UTF8')), 'hex')
+    encode(sha256(convert_to(p_payload::text, 'UTF8')), 'hex'), p_traceparent
   )
   RETURNING i.* INTO v_item;
 
@@ -288,7 +305,7 @@ BEGIN
     FROM jsonb_array_elements(p_items) WITH ORDINALITY AS o(elem, ord)
     LEFT JOIN LATERAL (
       SELECT f.name
-        FROM unnest(ARRAY['instruction_id', 'participant_id', 'idempotency_key', 'rail_type']) AS f(name)
+        FROM unnest(ARRAY['instruction_id', 'participant_id', 'idempotency_key', 'rail_type', 'traceparent']) AS f(name)
        WHERE jsonb_typeof(o.elem) = 'object'
          AND o.elem ? f.name
          AND jsonb_typeof(o.elem -> f.name) <> 'string'
@@ -311,7 +328,8 @@ BEGIN
     FROM jsonb_array_elements(p_items) WITH ORDINALITY AS o(elem, ord)
    CROSS JOIN LATERAL public.outbox_item_input_problem(
      o.elem ->> 'instruction_id', o.elem ->> 'participant_id', o.elem ->> 'idempotency_key',
-     o.elem ->> 'rail_type', o.elem -> 'payload', v_limits.max_payload_bytes, v_limits.max_payload_depth) pr
+     o.elem ->> 'rail_type', o.elem -> 'payload', o.elem ->> 'traceparent',
+     v_limits.max_payload_bytes, v_limits.max_payload_depth) pr
    ORDER BY o.ord
    LIMIT 1;
   IF FOUND THEN
@@ -376,7 +394,8 @@ BEGIN
            o.elem ->> 'participant_id'  AS participant_id,
            o.elem ->> 'idempotency_key' AS idempotency_key,
            o.elem ->> 'rail_type'       AS rail_type,
-           o.elem -> 'payload'          AS payload
+           o.elem -> 'payload'          AS payload,
+           o.elem ->> 'traceparent'     AS traceparent
       FROM jsonb_array_elements(p_items) WITH ORDINALITY AS o(elem, ord)
      ORDER BY o.elem ->> 'idempotency_key', o.ord
   ),
@@ -405,12 +424,12 @@ BEGIN
   inserted AS (
     INSERT INTO public.payment_outbox_items AS i (
       outbox_id, instruction_id, participant_id, sequence_id, idempotency_key, rail_type,
-      payload, payload_sha256
+      payload, payload_sha256, traceparent
     )
     SELECT uuidv7(), f.instruction_id, f.participant_id,
            a.next_after - f.participant_new + f.nth - 1,
            f.idempotency_key, f.rail_type, f.payload,
-           encode(sha256(convert_to(f.payload::text, 'UTF8')), 'hex')
+           encode(sha256(convert_to(f.payload::text, 'UTF8')), 'hex'), f.traceparent
       FROM fresh f
       JOIN allocated a ON a.participant_id = f.participant_id
      ORDER BY f.ord
@@ -458,7 +477,8 @@ RETURNS TABLE (
   attempt_count    int,
   lease_token      uuid,
   lease_expires_at timestamptz,
-  created_at       timestamptz
+  created_at       timestamptz,
+  traceparent      text
 )
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -508,7 +528,8 @@ BEGIN
     RETURNING p.outbox_id, p.attempt_count, p.lease_token, p.lease_expires_at
   )
   SELECT l.outbox_id, i.instruction_id, i.participant_id, i.sequence_id, i.idempotency_key,
-         i.rail_type, i.payload, l.attempt_count, l.lease_token, l.lease_expires_at, i.created_at
+         i.rail_type, i.payload, l.attempt_count, l.lease_token, l.lease_expires_at, i.created_at,
+         i.traceparent
     FROM leased l
     JOIN public.payment_outbox_items i ON i.outbox_id = l.outbox_id;
 END;
@@ -897,7 +918,7 @@ $$;
 -- Privileges (revoke first; CREATE OR REPLACE kept the earlier grants)
 -- ------------------------------------------------------------
 REVOKE ALL ON FUNCTION
-  public.outbox_item_input_problem(text, text, text, text, jsonb, int, int),
+  public.outbox_item_input_problem(text, text, text, text, jsonb, text, int, int),
   public.outbox_replay_problem(public.payment_outbox_items, text, text, text, jsonb),
   public.outbox_key_lock_id(text),
   public.outbox_item_state(uuid),
@@ -908,4 +929,6 @@ REVOKE ALL ON FUNCTION
   FROM PUBLIC;
 
 GRANT EXECUTE ON FUNCTION public.claim_outbox_batch(int, text, int, text[]) TO symphony_executor;
+REVOKE ALL ON FUNCTION public.enqueue_payment_outbox(text, text, text, text, jsonb, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION public.enqueue_payment_outbox(text, text, text, text, jsonb, text) TO symphony_ingest;
 GRANT EXECUTE ON FUNCTION public.outbox_queue_stats_by_rail() TO symphony_executor, symphony_readonly;

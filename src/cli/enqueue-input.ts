@@ -8,7 +8,7 @@ import type { EnqueueRequest } from '../db/outbox.ts';
 import { CliError } from './errors.ts';
 
 const TEXT_FIELDS = ['instructionId', 'participantId', 'idempotencyKey', 'railType'] as const;
-const FIELDS: readonly string[] = [...TEXT_FIELDS, 'payload'];
+const FIELDS: readonly string[] = [...TEXT_FIELDS, 'payload', 'traceparent'];
 
 export interface EnqueueFlags {
   instructionId?: string;
@@ -16,9 +16,11 @@ export interface EnqueueFlags {
   idempotencyKey?: string;
   railType?: string;
   payload?: string;
+  /** Optional: the producer's W3C trace context. */
+  traceparent?: string;
 }
 
-const FLAG_NAMES: Record<keyof EnqueueFlags, string> = {
+const FLAG_NAMES: Record<Exclude<keyof EnqueueFlags, 'traceparent'>, string> = {
   instructionId: '--instruction-id',
   participantId: '--participant-id',
   idempotencyKey: '--idempotency-key',
@@ -28,7 +30,7 @@ const FLAG_NAMES: Record<keyof EnqueueFlags, string> = {
 
 /** One item from the command-line flags; every flag is required. */
 export function requestFromFlags(flags: EnqueueFlags): EnqueueRequest {
-  const missing = (Object.keys(FLAG_NAMES) as (keyof EnqueueFlags)[])
+  const missing = (Object.keys(FLAG_NAMES) as (keyof typeof FLAG_NAMES)[])
     .filter((name) => flags[name] === undefined)
     .map((name) => FLAG_NAMES[name]);
   if (missing.length > 0) {
@@ -46,9 +48,11 @@ export function requestFromFlags(flags: EnqueueFlags): EnqueueRequest {
       idempotencyKey: flags.idempotencyKey,
       railType: flags.railType,
       payload,
+      ...(flags.traceparent === undefined ? {} : { traceparent: flags.traceparent }),
     },
     problem,
-    (field) => FLAG_NAMES[field as keyof EnqueueFlags],
+    (field) =>
+      field === 'traceparent' ? '--traceparent' : FLAG_NAMES[field as keyof typeof FLAG_NAMES],
   );
 }
 
@@ -112,12 +116,17 @@ function validateItem(
   if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) {
     throw problem(`${label('payload')} must be a JSON object, got ${jsonKind(payload)}`);
   }
+  const traceparent = item.traceparent;
+  if (traceparent !== undefined && typeof traceparent !== 'string') {
+    throw problem(`${label('traceparent')} must be a string, got ${jsonKind(traceparent)}`);
+  }
   return {
     instructionId: item.instructionId as string,
     participantId: item.participantId as string,
     idempotencyKey: item.idempotencyKey as string,
     railType: item.railType as string,
     payload: payload as Record<string, unknown>,
+    ...(traceparent === undefined ? {} : { traceparent }),
   };
 }
 

@@ -79,8 +79,12 @@ export function registerEnqueueCommand(program: Command): void {
     .option('--rail-type <type>', 'rail that delivers the item, e.g. sandbox or http (one item)')
     .option('--payload <json>', 'payment payload as a JSON object (one item)')
     .option(
+      '--traceparent <w3c>',
+      "optional W3C trace context of the producer's span; the item's dispatches continue its trace",
+    )
+    .option(
       '--file <items.jsonl>',
-      'JSON lines, one {instructionId, participantId, idempotencyKey, railType, payload} per line; ' +
+      'JSON lines, one {instructionId, participantId, idempotencyKey, railType, payload[, traceparent]} per line; ' +
         'every line is checked first and the file is enqueued all-or-nothing',
     )
     .option(

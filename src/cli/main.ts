@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import { registerControlCommands } from './controls.ts';
 import { registerEnqueueCommand } from './enqueue.ts';
 import { CliError } from './errors.ts';
 import { registerLimitsCommand } from './limits.ts';
@@ -6,6 +7,7 @@ import { registerLocalCommand } from './local.ts';
 import { registerMigrateCommand } from './migrate.ts';
 import { registerMockRailCommand } from './mock-rail.ts';
 import { registerPolicyCommand } from './policy.ts';
+import { registerRailCommand } from './rail.ts';
 import { registerRolesCommand } from './roles.ts';
 import { registerRunCommand } from './run.ts';
 import { registerSchemaCommand } from './schema.ts';
@@ -28,6 +30,8 @@ registerEnqueueCommand(program);
 registerStatusCommand(program);
 registerPolicyCommand(program);
 registerLimitsCommand(program);
+registerControlCommands(program);
+registerRailCommand(program);
 registerMockRailCommand(program);
 
 try {

@@ -160,6 +160,7 @@ export async function startRuntime(
       log.info({ event: 'http_listening', port: server.port }, 'metrics and probes listening');
     }
     await relayer.start();
+    let stopping: Promise<ShutdownReport> | undefined;
     return {
       config,
       logger: log,
@@ -167,20 +168,24 @@ export async function startRuntime(
       relayer,
       server,
       railTypes: rails.railTypes(),
-      async stop() {
-        const report = await relayer.stop();
-        await tracing
-          .shutdown()
-          .catch((error: Error) =>
-            log.warn(
-              { event: 'tracing_flush_failed', err: { message: error.message } },
-              'could not export the last spans',
-            ),
-          );
-        await server?.close();
-        await rails.close();
-        await pool.end();
-        return report;
+      stop() {
+        // Idempotent: a second stop (signal plus shutdown hook, say) waits for the first.
+        stopping ??= (async () => {
+          const report = await relayer.stop();
+          await tracing
+            .shutdown()
+            .catch((error: Error) =>
+              log.warn(
+                { event: 'tracing_flush_failed', err: { message: error.message } },
+                'could not export the last spans',
+              ),
+            );
+          await server?.close();
+          await rails.close();
+          await pool.end();
+          return report;
+        })();
+        return stopping;
       },
     };
   } catch (error) {

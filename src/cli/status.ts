@@ -5,6 +5,7 @@ import {
   type QueueStats,
   type RailQueueStats,
 } from '../db/outbox.ts';
+import { activePauses, type Pause } from '../db/controls.ts';
 import { recentAttemptCounts, type AttemptCounts } from '../db/status.ts';
 import { databaseFailure, withDatabaseSession } from './database-session.ts';
 import { requireDatabaseUrl } from './errors.ts';
@@ -18,6 +19,8 @@ export interface StatusReport extends QueueStats {
   /** Queue depth per rail type: a rail no worker serves shows here, due and waiting. */
   rails: RailQueueStats[];
   attemptsLastHour: AttemptCounts;
+  /** Active kill switches: the items they cover are due but never claimed. */
+  pauses: Pause[];
 }
 
 async function readStatus(connectionString: string): Promise<StatusReport> {
@@ -25,10 +28,11 @@ async function readStatus(connectionString: string): Promise<StatusReport> {
     const queue = await outboxQueueStats(db);
     const rails = await outboxQueueStatsByRail(db);
     const recent = await recentAttemptCounts(db, ATTEMPT_WINDOW_SECONDS);
+    const pauses = await activePauses(db);
     const attemptsLastHour: AttemptCounts = {};
     for (const state of REPORTED_STATES) attemptsLastHour[state] = 0;
     Object.assign(attemptsLastHour, recent);
-    return { ...queue, rails, attemptsLastHour };
+    return { ...queue, rails, attemptsLastHour, pauses };
   }).catch((error: unknown) => {
     throw databaseFailure('status', ROLE, error);
   });
@@ -51,6 +55,13 @@ function render(report: StatusReport): string {
             `  ${rail.railType.padEnd(20)}${rail.pending} / ${rail.due} / ${
               rail.oldestDueAgeSeconds === null ? '-' : `${rail.oldestDueAgeSeconds.toFixed(1)} s`
             }`,
+        )),
+    'pauses (no worker claims these items until resumed):',
+    ...(report.pauses.length === 0
+      ? ['  (none)']
+      : report.pauses.map(
+          (pause) =>
+            `  ${(pause.scope === 'all' ? 'all' : `${pause.scope} ${pause.target}`).padEnd(20)}since ${pause.pausedAt.toISOString()} by ${pause.pausedBy}: ${pause.reason}`,
         )),
     'attempts in the last hour:',
     ...Object.entries(report.attemptsLastHour).map(

@@ -32,6 +32,12 @@ export const SqlState = {
   InvalidIdentifier: 'P7405',
   /** rail_type does not match the SYMPHONY_RAILS key pattern. */
   InvalidRailType: 'P7406',
+  /** The producer's traceparent is not a W3C trace context. */
+  InvalidTraceparent: 'P7407',
+  /** Re-drive of an item that is not FAILED (queued, or DISPATCHED: it would pay twice). */
+  RedriveNotFailed: 'P7501',
+  /** Re-drive of an outbox item that does not exist. */
+  RedriveUnknownItem: 'P7502',
   UniqueViolation: '23505',
   CheckViolation: '23514',
   ForeignKeyViolation: '23503',

@@ -13,6 +13,8 @@ export interface EnqueueRequest {
   railType: string;
   /** Must be a JSON object; anything else is refused by the schema (23514). */
   payload: Record<string, unknown>;
+  /** The producer's W3C trace context; every dispatch of the item continues that trace. */
+  traceparent?: string | null;
 }
 
 export interface EnqueueResult {
@@ -35,6 +37,8 @@ export interface ClaimedItem {
   leaseToken: string;
   leaseExpiresAt: Date;
   createdAt: Date;
+  /** The producer's W3C trace context given at enqueue, if any. */
+  traceparent: string | null;
 }
 
 export type CompletionState = 'DISPATCHED' | 'RETRYABLE' | 'FAILED';
@@ -89,7 +93,7 @@ export async function enqueuePaymentOutbox(
     created_at: Date;
     state: string;
   }>(
-    'SELECT outbox_id, sequence_id, created_at, state FROM public.enqueue_payment_outbox($1, $2, $3, $4, $5::jsonb)',
+    'SELECT outbox_id, sequence_id, created_at, state FROM public.enqueue_payment_outbox($1, $2, $3, $4, $5::jsonb, $6)',
     // Serialised here: pg would turn a JS array into a Postgres array literal, not JSON.
     [
       request.instructionId,
@@ -97,6 +101,7 @@ export async function enqueuePaymentOutbox(
       request.idempotencyKey,
       request.railType,
       JSON.stringify(request.payload),
+      request.traceparent ?? null,
     ],
   );
   const row = singleRow(rows, 'enqueue_payment_outbox');
@@ -120,6 +125,7 @@ interface ClaimedRow {
   lease_token: string;
   lease_expires_at: Date;
   created_at: Date;
+  traceparent: string | null;
 }
 
 /**
@@ -141,7 +147,7 @@ export async function claimOutboxBatch(
   if (options.batchSize === 0) return [];
   const { rows } = await db.query<ClaimedRow>(
     `SELECT outbox_id, instruction_id, participant_id, sequence_id, idempotency_key, rail_type,
-            payload, attempt_count, lease_token, lease_expires_at, created_at
+            payload, attempt_count, lease_token, lease_expires_at, created_at, traceparent
        FROM public.claim_outbox_batch($1, $2, $3, $4::text[])`,
     [options.batchSize, options.workerId, options.leaseSeconds, options.railTypes],
   );
@@ -157,6 +163,7 @@ export async function claimOutboxBatch(
     leaseToken: row.lease_token,
     leaseExpiresAt: row.lease_expires_at,
     createdAt: row.created_at,
+    traceparent: row.traceparent,
   }));
 }
 
@@ -394,6 +401,7 @@ export async function enqueuePaymentOutboxBatch(
     idempotency_key: request.idempotencyKey,
     rail_type: request.railType,
     payload: request.payload,
+    ...(request.traceparent ? { traceparent: request.traceparent } : {}),
   }));
   const { rows } = await db.query<{
     outbox_id: string;

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { PAUSE_SCOPES, type Pause, type RailOverview } from '../db/controls.ts';
 import type { QueueStats, RailQueueStats } from '../db/outbox.ts';
 
 /** The label every rail type that this worker has no adapter for is counted under. */
@@ -55,6 +56,7 @@ const HTTP_STATUS_CODE = /^HTTP_[1-5]\d\d$/;
 const MAX_DECLARED_CODES = 100;
 const DECLARED_CODE = /^[A-Za-z0-9_.:-]{1,64}$/;
 export const OTHER_ERROR_CODE = 'other';
+const BREAKER_GAUGE_VALUES = { closed: 0, half_open: 1, open: 2 } as const;
 
 // Rail calls are network round trips with a dispatch timeout of seconds: 5 ms up to a minute.
 const DISPATCH_DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
@@ -99,6 +101,8 @@ export class RelayerMetrics {
   private readonly queueStatsTimestamp: Gauge;
   private readonly railQueueDue: Gauge<'rail'>;
   private readonly railQueueOldestDueAge: Gauge<'rail'>;
+  private readonly dispatchPaused: Gauge<'scope'>;
+  private readonly railBreakerState: Gauge<'rail'>;
   /** Rail labels are bounded: configured rails by name, everything else as `other`. */
   private configuredRails: ReadonlySet<string> = new Set();
   private readonly listenerConnected: Gauge;
@@ -222,6 +226,19 @@ export class RelayerMetrics {
     this.railQueueOldestDueAge = new Gauge({
       name: `${PREFIX}queue_rail_oldest_due_age_seconds`,
       help: 'How long the oldest due item of each rail type has waited (0 when none); rail types this worker does not serve are under rail="other" (their maximum).',
+      labelNames: ['rail'],
+      registers,
+    });
+    this.dispatchPaused = new Gauge({
+      name: `${PREFIX}dispatch_paused`,
+      help: 'Active kill switches (symphony-relay pause) per scope: all, rail, participant, at the last queue sample. Items they cover are due but never claimed.',
+      labelNames: ['scope'],
+      registers,
+    });
+    for (const scope of PAUSE_SCOPES) this.dispatchPaused.set({ scope }, 0);
+    this.railBreakerState = new Gauge({
+      name: `${PREFIX}rail_breaker_state`,
+      help: 'Circuit breaker of each rail with a breaker (symphony-relay rail set): 0 closed, 1 half-open (one probe may go), 2 open (nothing is claimed), at the last queue sample.',
       labelNames: ['rail'],
       registers,
     });
@@ -403,6 +420,26 @@ export class RelayerMetrics {
     }
     for (const [rail, value] of due) this.railQueueDue.set({ rail }, value);
     for (const [rail, value] of oldest) this.railQueueOldestDueAge.set({ rail }, value);
+  }
+
+  /** The fleet's active pauses (one shared table): how many per scope. */
+  setPauses(pauses: readonly Pause[]): void {
+    for (const scope of PAUSE_SCOPES) {
+      this.dispatchPaused.set({ scope }, pauses.filter((pause) => pause.scope === scope).length);
+    }
+  }
+
+  /** Breaker state of the rails that have one (fleet-wide, from the database). */
+  setRailControls(rails: readonly RailOverview[]): void {
+    const states = new Map<string, number>();
+    for (const rail of rails) {
+      if (rail.breakerThreshold === null) continue;
+      const label = this.railLabel(rail.railType);
+      const value = BREAKER_GAUGE_VALUES[rail.breakerState];
+      states.set(label, Math.max(states.get(label) ?? 0, value));
+    }
+    this.railBreakerState.reset();
+    for (const [rail, value] of states) this.railBreakerState.set({ rail }, value);
   }
 
   setListenerConnected(connected: boolean): void {

@@ -1,4 +1,5 @@
 import {
+  defaultTextMapGetter,
   defaultTextMapSetter,
   ROOT_CONTEXT,
   SpanKind,
@@ -155,14 +156,13 @@ export class Tracing {
 }
 
 /**
- * The producer's trace context for an item. Hook for the enqueue-time trace context: once the
- * item record stores the producer's `traceparent` (issue 7 is reshaping the item record),
- * extract it here with `propagator.extract(ROOT_CONTEXT, { traceparent }, defaultTextMapGetter)`
- * and every dispatch of the item joins the producer's trace. Until then each attempt starts
- * a trace of its own.
+ * The producer's trace context for an item: the W3C `traceparent` stored with it at enqueue
+ * (validated there, P7407), so every dispatch of the item joins the producer's trace as a
+ * child of the producer's span. Without one, each attempt starts a trace of its own.
  */
-function producerContext(_item: ClaimedItem): Context {
-  return ROOT_CONTEXT;
+function producerContext(item: ClaimedItem): Context {
+  if (!item.traceparent) return ROOT_CONTEXT;
+  return propagator.extract(ROOT_CONTEXT, { traceparent: item.traceparent }, defaultTextMapGetter);
 }
 
 function itemAttributes(item: ClaimedItem): Attributes {

@@ -99,7 +99,8 @@ export class Dispatcher {
     this.reportSlots();
     const tracing = this.options.tracing ?? NO_TRACING;
     const span = tracing.startDispatch(item, claim);
-    const traceparent = tracing.traceparentOf(span);
+    // With tracing off the rail still gets the producer's context, so its spans join that trace.
+    const traceparent = tracing.traceparentOf(span) ?? item.traceparent ?? undefined;
     const outcome = await dispatchSafely(
       this.options.rails,
       {

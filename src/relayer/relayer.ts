@@ -1,8 +1,10 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
+import { activePauses, railOverview } from '../db/controls.ts';
 import {
   claimOutboxBatch,
   outboxNextAttemptAt,
+  type ClaimedItem,
   outboxQueueStats,
   outboxQueueStatsByRail,
   releaseOutboxLeases,
@@ -70,6 +72,8 @@ export class Relayer {
   /** The last claim came back full or stopped for lack of slots: more work is likely waiting. */
   private backlog = false;
   private databaseReachable = true;
+  /** Claimed by a claim that was under way when stop() began: released, never dispatched. */
+  private readonly claimedWhileStopping: ClaimedItem[] = [];
   /** Free slots that make a claim worth its round trip while a backlog remains. */
   private readonly refillAt: number;
   /** Only items of these rail types are claimed: the rest wait for a worker that serves them. */
@@ -160,7 +164,7 @@ export class Relayer {
     );
     await this.wakeup.stop();
     await this.pumping;
-    const unstarted = this.dispatcher.takeUnstarted();
+    const unstarted = [...this.claimedWhileStopping.splice(0), ...this.dispatcher.takeUnstarted()];
     const released = await this.release(unstarted);
     const drainedInTime = await this.dispatcher.drain(this.options.shutdownGraceMs);
     if (!drainedInTime) {
@@ -240,7 +244,11 @@ export class Relayer {
         const byRail = new Map<string, number>();
         for (const item of items) byRail.set(item.railType, (byRail.get(item.railType) ?? 0) + 1);
         for (const [rail, count] of byRail) metrics.claimed(rail, count);
-        // A stop that began during the claim must not strand these leases.
+        // A stop that began during the claim starts no new dispatch: it releases these leases.
+        if (this.state !== 'running') {
+          this.claimedWhileStopping.push(...items);
+          return;
+        }
         this.dispatcher.submit(items, claimSpan);
         this.backlog = items.length === wanted;
         if (!this.backlog) break;
@@ -298,13 +306,17 @@ export class Relayer {
   }
 
   private async sampleQueue(): Promise<void> {
-    const [stats, byRail] = await Promise.all([
+    const [stats, byRail, pauses, railControls] = await Promise.all([
       outboxQueueStats(this.options.pool),
       outboxQueueStatsByRail(this.options.pool),
+      activePauses(this.options.pool),
+      railOverview(this.options.pool),
     ]);
     this.setDatabaseReachable(true);
     this.options.metrics.setQueueStats(stats);
     this.options.metrics.setRailQueueStats(byRail);
+    this.options.metrics.setPauses(pauses);
+    this.options.metrics.setRailControls(railControls);
   }
 
   /** A worker state change: logged once per transition, not once per failed query. */

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { policyChecksum } from '../../src/db/policy.ts';
 import { runCli, scratchDirectory } from '../support/cli.ts';
 import { freshDatabase, type TestDatabase } from '../support/database.ts';
@@ -20,8 +20,16 @@ async function policyRows(db: TestDatabase): Promise<PolicyRow[]> {
   return rows;
 }
 
-describe('symphony-relay policy seed (as the owner)', async () => {
-  const db = await freshDatabase();
+const seedAsOwner = (db: TestDatabase, file: string) =>
+  runCli(['policy', 'seed', '--file', file], { DATABASE_URL: db.ownerUrl });
+
+// Every test starts from a database of its own, with no policy, and seeds what it needs:
+// the tests pass in any order and alone.
+describe('symphony-relay policy seed (as the owner)', () => {
+  let db: TestDatabase;
+  beforeEach(async () => {
+    db = await freshDatabase();
+  });
   const checksum = policyChecksum(POLICY);
 
   it('seeds the ACTIVE policy and prints its version and checksum', async () => {
@@ -35,6 +43,7 @@ describe('symphony-relay policy seed (as the owner)', async () => {
   });
 
   it('seeding the same file again is a no-op that says so', async () => {
+    expect(await seedAsOwner(db, policyFile)).toMatchObject({ code: 0 });
     const reformatted = await files.write('same-policy-reformatted.json', JSON.stringify(POLICY));
 
     const result = await runCli(['policy', 'seed', '--file', reformatted], {
@@ -49,6 +58,7 @@ describe('symphony-relay policy seed (as the owner)', async () => {
   });
 
   it('changed content under the same version fails closed and changes nothing', async () => {
+    expect(await seedAsOwner(db, policyFile)).toMatchObject({ code: 0 });
     const changed = await files.write(
       'changed.json',
       JSON.stringify({ ...POLICY, limits: { perItemZmw: '1.00' } }),
@@ -79,12 +89,15 @@ describe('symphony-relay policy seed (as the owner)', async () => {
     expect(results[0]?.stderr).toContain(`policy file ${notJson} is not valid JSON`);
     expect(results[1]?.stderr).toContain(`policy file ${noVersion} has no usable "version"`);
     expect(results[2]?.stderr).toContain(`cannot read policy file ${missing}`);
-    expect(await policyRows(db)).toEqual([{ version: '2025-06', status: 'ACTIVE', checksum }]);
+    expect(await policyRows(db)).toEqual([]);
   });
 });
 
-describe('symphony-relay policy seed --acts-as symphony_control', async () => {
-  const db = await freshDatabase();
+describe('symphony-relay policy seed --acts-as symphony_control', () => {
+  let db: TestDatabase;
+  beforeEach(async () => {
+    db = await freshDatabase();
+  });
 
   it('seeds through a NOINHERIT login that may only SET ROLE symphony_control', async () => {
     const control = await db.createLoginRole(['symphony_control'], { inherit: false });
@@ -111,6 +124,6 @@ describe('symphony-relay policy seed --acts-as symphony_control', async () => {
     expect(result.code).not.toBe(0);
     expect(result.stderr).toContain('SQLSTATE 42501');
     expect(result.stderr).toContain('Nothing was changed');
-    expect((await policyRows(db)).map((row) => row.version)).toEqual(['2025-06']);
+    expect(await policyRows(db)).toEqual([]);
   });
 });

@@ -68,6 +68,7 @@ describe('symphony-relay status (as symphony_readonly)', () => {
       oldestDueAgeSeconds: expect.any(Number),
       rails: [{ railType: 'sandbox', pending: 5, due: 3, oldestDueAgeSeconds: expect.any(Number) }],
       attemptsLastHour: { DISPATCHED: 1, FAILED: 1, RETRYABLE: 0, ZOMBIE_REQUEUE: 0 },
+      pauses: [],
     });
     expect(report.oldestDueAgeSeconds).toBeGreaterThanOrEqual(0);
   });

@@ -9,6 +9,7 @@ import {
   type CompletionState,
 } from '../../src/db/outbox.ts';
 import { backendPid, waitUntilBlockedOnLock } from '../support/lock-waits.ts';
+import { waitUntil } from '../support/processes.ts';
 import {
   enqueueAndClaim,
   expireLeases,
@@ -305,18 +306,41 @@ describe('complete_outbox_batch', () => {
         lost.map((item) => item.outboxId).sort(),
       );
 
-      const [resultsA, resultsB] = await Promise.all([
-        completeOutboxBatch(
-          client(0),
-          'worker-a',
-          claimedByA.map((item) => dispatched(item)),
-        ),
-        completeOutboxBatch(
-          client(1),
-          'worker-b',
-          claimedByB.map((item) => dispatched(item)),
-        ),
-      ]);
+      // Staged, not raced: worker-a's batch runs first and stays uncommitted while
+      // worker-b's runs, so the stale tokens really meet the fence (had worker-b committed
+      // first, a's stale items would simply be gone). b must not wait for a: a holds no
+      // lock on the items it lost.
+      await client(0).query('BEGIN');
+      const resultsA = await completeOutboxBatch(
+        client(0),
+        'worker-a',
+        claimedByA.map((item) => dispatched(item)),
+      );
+      const pidB = await backendPid(client(1));
+      let finishedB = false;
+      const completingB = completeOutboxBatch(
+        client(1),
+        'worker-b',
+        claimedByB.map((item) => dispatched(item)),
+      ).finally(() => (finishedB = true));
+      // Were a's fence broken, b would wait for a's locks: commit a then, rather than hang.
+      await waitUntil(
+        async () => {
+          if (finishedB) return true;
+          const { rows } = await db.owner.query(
+            "SELECT 1 FROM pg_catalog.pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'",
+            [pidB],
+          );
+          return rows.length > 0 ? true : undefined;
+        },
+        {
+          description: "worker-b's batch to finish or wait on a lock",
+          attempts: 400,
+          intervalMs: 25,
+        },
+      );
+      await client(0).query('COMMIT');
+      const resultsB = await completingB;
 
       expect(
         resultsA.filter((result) => result.leaseLost).map((result) => result.outboxId),

@@ -264,6 +264,7 @@ describe('claim_outbox_batch', () => {
      WHERE d.claimed_by IS NULL
        AND d.next_attempt_at <= now()
        AND d.rail_type = ANY ('{sandbox}'::text[])
+       AND d.participant_id <> ALL ('{}'::text[])
      ORDER BY d.next_attempt_at, d.created_at
      LIMIT 100
      FOR UPDATE SKIP LOCKED`;
@@ -273,8 +274,9 @@ describe('claim_outbox_batch', () => {
     const normalise = (sql: string) =>
       sql
         .replace(/\s+/g, ' ')
-        .replace(/LIMIT \S+/, 'LIMIT n')
-        .replace(/ANY \(\S+\)/, 'ANY (rails)');
+        .replace(/LIMIT \S+/g, 'LIMIT n')
+        .replace(/= ANY \(\S+\)/g, '= ANY (rails)')
+        .replace(/<> ALL \(\S+\)/g, '<> ALL (paused)');
     expect(normalise(source[0]?.src ?? '')).toContain(normalise(dueSelect));
 
     const { rows } = await db.owner.query<{ 'QUERY PLAN': unknown }>(

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { freshDatabase } from '../support/database.ts';
+import { RUNTIME_ROLES } from '../support/role-boundaries.ts';
 import { expectSqlState } from '../support/sqlstate.ts';
 
 const db = await freshDatabase();
@@ -74,27 +75,53 @@ describe('schema shape the invariants rely on', () => {
     expect(rows).toEqual([{ conname: 'fk_attempts_item', target: 'payment_outbox_items' }]);
   });
 
-  it('INV-FUNC-DEFINER-PINNED: every outbox function is SECURITY DEFINER with search_path pinned to pg_catalog, public, pg_temp', async () => {
+  it('INV-FUNC-DEFINER-PINNED: the SECURITY DEFINER functions are exactly the declared ones, each pinned to pg_catalog, public, pg_temp, and every function a runtime role may execute is one of them', async () => {
+    // Declared here so that a migration adding or dropping a definer function changes this
+    // list (and its review) instead of slipping past a pattern.
+    const declared = [
+      'bump_participant_outbox_seq(text)',
+      'claim_outbox_batch(integer,text,integer,text[])',
+      'complete_outbox_attempt(uuid,uuid,text,outbox_attempt_state,text,text,text,text,integer,integer)',
+      'complete_outbox_batch(text,jsonb)',
+      'enqueue_payment_outbox(text,text,text,text,jsonb,text)',
+      'enqueue_payment_outbox_batch(jsonb)',
+      'outbox_active_pauses()',
+      'outbox_current_limits()',
+      'outbox_failed_items(text,text,integer)',
+      'outbox_next_attempt_at()',
+      'outbox_queue_stats()',
+      'outbox_queue_stats_by_rail()',
+      'outbox_rail_overview()',
+      'outbox_retry_ceiling()',
+      'pause_dispatch(text,text,text)',
+      'record_ingress_attestation(text,text,text,text,timestamp with time zone,text,text,text,text,text,text,text)',
+      'redrive_outbox_item(uuid,text)',
+      'release_outbox_leases(text,uuid[],uuid[])',
+      'repair_expired_leases(integer,text)',
+      'resume_dispatch(text,text,text)',
+      'set_outbox_limit(text,integer,text)',
+      'set_rail_settings(text,integer,boolean,integer,integer,integer,text)',
+    ];
     const { rows } = await db.owner.query<{
       name: string;
       definer: boolean;
       config: string[] | null;
+      runtime_callable: boolean;
     }>(
-      `SELECT p.proname AS name, p.prosecdef AS definer, p.proconfig AS config
-         FROM pg_proc p
+      `SELECT p.oid::regprocedure::text AS name, p.prosecdef AS definer, p.proconfig AS config,
+              EXISTS (SELECT 1 FROM unnest($1::text[]) AS r(role)
+                       WHERE has_function_privilege(r.role, p.oid, 'EXECUTE')) AS runtime_callable
+         FROM pg_catalog.pg_proc p
         WHERE p.pronamespace = 'public'::regnamespace
-          AND p.proname IN ('bump_participant_outbox_seq', 'enqueue_payment_outbox', 'claim_outbox_batch',
-                            'complete_outbox_attempt', 'repair_expired_leases', 'outbox_retry_ceiling',
-                            'release_outbox_leases', 'outbox_next_attempt_at', 'outbox_queue_stats')
         ORDER BY 1`,
+      [[...RUNTIME_ROLES]],
     );
-    expect(rows.length).toBeGreaterThanOrEqual(6);
-    for (const row of rows) {
-      expect(row, row.name).toMatchObject({
-        definer: true,
-        config: ['search_path=pg_catalog, public, pg_temp'],
-      });
-    }
+    const definers = rows.filter((row) => row.definer);
+    expect(definers.map((row) => row.name)).toEqual(declared);
+    expect(
+      definers.filter((row) => row.config?.join() !== 'search_path=pg_catalog, public, pg_temp'),
+    ).toEqual([]);
+    expect(rows.filter((row) => row.runtime_callable && !row.definer)).toEqual([]);
   });
 
   it('payment_outbox_pending carries fillfactor 80 and its own autovacuum settings', async () => {

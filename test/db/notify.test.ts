@@ -1,6 +1,10 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import type pg from 'pg';
-import { enqueuePaymentOutbox, releaseOutboxLeases } from '../../src/db/outbox.ts';
+import {
+  enqueuePaymentOutbox,
+  enqueuePaymentOutboxBatch,
+  releaseOutboxLeases,
+} from '../../src/db/outbox.ts';
 import { NotificationRecorder } from '../support/notification-recorder.ts';
 import {
   enqueueAndClaim,
@@ -53,7 +57,37 @@ describe('NOTIFY outbox_pending wakes workers when work is committed', () => {
     expect(recorder.on(CHANNEL)).toEqual([]);
   });
 
-  it('INV-NOTIFY-ON-COMMIT: a multi-row insert notifies once', async () => {
+  it('INV-NOTIFY-ON-COMMIT: a 50-row batch enqueue fires the statement trigger once and notifies once', async () => {
+    // Identical notifications in one transaction are folded at commit, so the count of
+    // notifications alone cannot tell a statement trigger from a row trigger: the trigger
+    // function's own call count in this transaction can (track_functions, set as the owner).
+    const prefix = uniquePrefix('notify-batch');
+    await writer.query('BEGIN');
+    try {
+      await writer.query(`SET LOCAL track_functions = 'pl'`);
+      const results = await enqueuePaymentOutboxBatch(
+        writer,
+        Array.from({ length: 50 }, (_, n) => ({
+          instructionId: `${prefix}-${n}`,
+          participantId: `${prefix}-participant`,
+          idempotencyKey: `${prefix}-key-${n}`,
+          railType: 'sandbox',
+          payload: { n },
+        })),
+      );
+      expect(results).toHaveLength(50);
+      const { rows } = await writer.query<{ calls: string }>(
+        `SELECT pg_stat_get_xact_function_calls('public.notify_outbox_pending'::regproc) AS calls`,
+      );
+      expect(rows[0]?.calls).toBe('1');
+    } finally {
+      await writer.query('COMMIT');
+    }
+    await recorder.sync(prober);
+    expect(recorder.on(CHANNEL)).toEqual([{ channel: CHANNEL, payload: '' }]);
+  });
+
+  it('INV-NOTIFY-ON-COMMIT: several enqueueing statements in one transaction notify once, at commit', async () => {
     await enqueueItems(writer, 50);
     await recorder.sync(prober);
     expect(recorder.on(CHANNEL)).toHaveLength(1);

@@ -328,6 +328,42 @@ describe('bounded inputs, refused at enqueue', () => {
   });
 });
 
+describe("the producer's trace context", () => {
+  it.each([
+    'not-a-traceparent',
+    '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7',
+    '00-00000000000000000000000000000000-00f067aa0ba902b7-01',
+    '00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01',
+    '00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01',
+  ])(
+    'INV-ENQUEUE-TRACEPARENT: traceparent %j is refused with P7407, single and batch',
+    async (traceparent) => {
+      const prefix = uniquePrefix('trace');
+      const bad = request(prefix, { traceparent });
+      await expectSqlState(enqueuePaymentOutbox(db.owner, bad), 'P7407');
+      await expectSqlState(enqueuePaymentOutboxBatch(db.owner, [bad]), 'P7407');
+    },
+  );
+
+  it('INV-ENQUEUE-TRACEPARENT: a valid traceparent is stored with the item and handed to the claimer', async () => {
+    const prefix = uniquePrefix('trace-ok');
+    const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    const { outboxId } = await enqueuePaymentOutbox(db.owner, request(prefix, { traceparent }));
+    const [batched] = await enqueuePaymentOutboxBatch(db.owner, [
+      request(`${prefix}-batch`, { traceparent }),
+    ]);
+    const claimed = await claimOutboxBatch(db.owner, {
+      batchSize: 1000,
+      workerId: 'tracer',
+      leaseSeconds: 60,
+      railTypes: ['sandbox'],
+    });
+    const traces = new Map(claimed.map((item) => [item.outboxId, item.traceparent]));
+    expect(traces.get(outboxId)).toBe(traceparent);
+    expect(traces.get(batched!.outboxId)).toBe(traceparent);
+  });
+});
+
 describe('the item record', () => {
   it('INV-ITEMS-PAYLOAD-ONCE: an item retried, repaired and dispatched keeps one copy of its payload, in its item record', async () => {
     const prefix = uniquePrefix('once');

@@ -173,14 +173,20 @@ describe('policy_versions lifecycle', () => {
     });
   });
 
-  it('INV-POL-IMMUTABLE-CONTENT: the version and checksum of a policy cannot be changed (P0001)', async () => {
-    for (const change of ["checksum = repeat('b', 64)", "version = 'v1-edited'"]) {
+  it('INV-POL-IMMUTABLE-CONTENT: the version, checksum and created_at of a policy cannot be changed (P0001 naming the invariant)', async () => {
+    for (const change of [
+      "checksum = repeat('b', 64)",
+      "version = 'v1-edited'",
+      "created_at = created_at - interval '1 day'",
+    ]) {
       await rolledBackOn(db.owner, async (client) => {
         await insertPolicy(client, 'v1');
-        await expectSqlState(
+        const error = await expectSqlState(
           client.query(`UPDATE public.policy_versions SET ${change} WHERE version = 'v1'`),
           'P0001',
         );
+        // P0001 is any RAISE EXCEPTION: the message shows it is this invariant that refused.
+        expect(error.message).toContain('INV-POL-IMMUTABLE-CONTENT: policy v1 is immutable');
       });
     }
   });

@@ -3,7 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { enqueueItems } from '../support/outbox-fixtures.ts';
-import { freePort, startBinary, waitUntil, type RunningProcess } from '../support/processes.ts';
+import {
+  freePort,
+  startBinary,
+  WaitAbandoned,
+  waitUntil,
+  type RunningProcess,
+} from '../support/processes.ts';
 import {
   explain,
   KNOWN_PROM_CLIENT_LINT,
@@ -106,6 +112,15 @@ describe('a real Prometheus scraping a running relayer', () => {
     if (workDir) await rm(workDir, { recursive: true, force: true });
   });
 
+  /** A prometheus that exited will never answer: stop waiting and show its output. */
+  function assertPrometheusRunning(): void {
+    if (prometheus.child.exitCode !== null || prometheus.child.signalCode !== null) {
+      throw new WaitAbandoned(
+        `prometheus exited (${prometheus.child.exitCode ?? prometheus.child.signalCode}):\n${prometheus.output()}`,
+      );
+    }
+  }
+
   async function api<T>(path: string): Promise<T> {
     const response = await fetch(`${apiBase}${path}`);
     if (!response.ok) throw new Error(`${path} answered ${response.status}: ${await response.text()}`);
@@ -115,9 +130,7 @@ describe('a real Prometheus scraping a running relayer', () => {
   async function query(expression: string) {
     return waitUntil(
       async () => {
-        if (prometheus.child.exitCode !== null) {
-          throw new Error(`prometheus exited with ${prometheus.child.exitCode}:\n${prometheus.output()}`);
-        }
+        assertPrometheusRunning();
         const response = await api<QueryResponse>(`/api/v1/query?query=${encodeURIComponent(expression)}`);
         return response.data.result.length > 0 ? response.data.result : undefined;
       },
@@ -146,6 +159,7 @@ describe('a real Prometheus scraping a running relayer', () => {
   it('evaluates every shipped alert rule against the scraped series without errors', async () => {
     const rules = await waitUntil(
       async () => {
+        assertPrometheusRunning();
         const response = await api<RulesResponse>('/api/v1/rules');
         const all = response.data.groups.flatMap((group) => group.rules);
         return all.length > 0 && all.every((rule) => rule.health !== 'unknown') ? all : undefined;

@@ -2,61 +2,15 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { ID, parseRegister, REGISTER, type RegisterRow } from '../support/invariant-register.ts';
+import { declaredTestTitles } from '../support/test-titles.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const REGISTER = 'docs/invariants.md';
 const MIGRATIONS = 'schema/migrations';
 
-interface TestReference {
-  file: string;
-  title: string;
-}
-
-interface RegisterRow {
-  line: number;
-  id: string;
-  statement: string;
-  mechanism: string;
-  sqlState: string;
-  tests: TestReference[];
-}
-
-const ID = /^INV-[A-Z0-9]+(?:-[A-Z0-9]+)*$/;
-
-function parseTests(cell: string): TestReference[] {
-  return cell
-    .split('<br>')
-    .map((reference) => reference.trim())
-    .filter(Boolean)
-    .map((reference) => {
-      const [file = '', ...title] = reference.split(' › ');
-      return { file: file.trim(), title: title.join(' › ').trim() };
-    });
-}
-
-/** Rows are the table lines whose first cell is an invariant id; headers and prose are skipped. */
-function parseRegister(markdown: string): RegisterRow[] {
-  return markdown.split('\n').flatMap((text, index) => {
-    if (!/^\|\s*INV-/.test(text)) return [];
-    const cells = text
-      .trim()
-      .replace(/^\|/, '')
-      .replace(/\|$/, '')
-      .split('|')
-      .map((cell) => cell.trim());
-    if (cells.length !== 5) {
-      throw new Error(
-        `${REGISTER}:${index + 1} has ${cells.length} cells; expected id | statement | mechanism | SQLSTATE | tests`,
-      );
-    }
-    const [id = '', statement = '', mechanism = '', sqlState = '', tests = ''] = cells;
-    return [{ line: index + 1, id, statement, mechanism, sqlState, tests: parseTests(tests) }];
-  });
-}
-
-/** A test title counts as present when the file contains it as a complete string literal. */
-function fileDeclaresTest(source: string, title: string): boolean {
-  return [`'${title}'`, `"${title}"`, `\`${title}\``].some((literal) => source.includes(literal));
+/** A cited title counts only as the title of a running test (`it(…)`/`test(…)`) in the file. */
+function fileDeclaresTest(file: string, title: string): boolean {
+  return declaredTestTitles(readFileSync(file, 'utf8'), file).includes(title);
 }
 
 const rows = parseRegister(readFileSync(path.join(ROOT, REGISTER), 'utf8'));
@@ -90,7 +44,7 @@ describe('invariant register (docs/invariants.md)', () => {
         }
         const absolute = path.join(ROOT, file);
         if (!existsSync(absolute)) return [`${describeRow(row)}: ${file} does not exist`];
-        return fileDeclaresTest(readFileSync(absolute, 'utf8'), title)
+        return fileDeclaresTest(absolute, title)
           ? []
           : [`${describeRow(row)}: ${file} has no test titled "${title}"`];
       });
@@ -111,5 +65,17 @@ describe('invariant register (docs/invariants.md)', () => {
           .map((id) => `${MIGRATIONS}/${name}: ${id}`);
       });
     expect(unregistered).toEqual([]);
+  });
+
+  it('counts a cited title only where it is the title of a running test', () => {
+    const source = [
+      "// it('in a comment', () => {})",
+      "const text = 'in a string';",
+      "it('a real test', () => {});",
+      "test.each([1])('a table test %s', () => {});",
+      "it.skip('a skipped test', () => {});",
+      "describe('a describe block', () => {});",
+    ].join('\n');
+    expect(declaredTestTitles(source)).toEqual(['a real test', 'a table test %s']);
   });
 });

@@ -24,6 +24,8 @@ const EXPECTED_METRICS: Record<string, 'counter' | 'gauge' | 'histogram'> = {
   symphony_relay_queue_stats_timestamp_seconds: 'gauge',
   symphony_relay_queue_rail_due: 'gauge',
   symphony_relay_queue_rail_oldest_due_age_seconds: 'gauge',
+  symphony_relay_dispatch_paused: 'gauge',
+  symphony_relay_rail_breaker_state: 'gauge',
   symphony_relay_listener_connected: 'gauge',
   symphony_relay_db_pool_connections: 'gauge',
   symphony_relay_db_pool_waiting_requests: 'gauge',
@@ -240,6 +242,41 @@ describe('RelayerMetrics', () => {
       }
     }
     expect(series.get('symphony_relay_wakeups_total{source="notify"}')).toBe(0);
+  });
+
+  it('counts pauses per scope and reports each breaker, unconfigured rails under "other"', async () => {
+    const metrics = new RelayerMetrics();
+    metrics.initialiseSeries(['bank']);
+    const at = new Date();
+    const pause = (scope: 'all' | 'rail' | 'participant', target: string) =>
+      ({ scope, target, reason: 'r', pausedBy: 'ops', pausedAt: at }) as const;
+    metrics.setPauses([
+      pause('rail', 'bank'),
+      pause('participant', 'p1'),
+      pause('participant', 'p2'),
+    ]);
+    const rail = (railType: string, breakerState: 'closed' | 'half_open' | 'open') => ({
+      railType,
+      maxPerSecond: null,
+      ordered: false,
+      breakerThreshold: 3,
+      breakerCooldownSeconds: 30,
+      breakerMaxCooldownSeconds: 600,
+      breakerState,
+      consecutiveFailures: 0,
+      openUntil: null,
+      cooldownSeconds: null,
+      blockedParticipants: 0,
+      updatedBy: 'ops',
+      updatedAt: at,
+    });
+    metrics.setRailControls([rail('bank', 'half_open'), rail('x', 'closed'), rail('y', 'open')]);
+    const text = await metrics.text();
+    expect(text).toMatch(/^symphony_relay_dispatch_paused\{scope="all"\} 0$/m);
+    expect(text).toMatch(/^symphony_relay_dispatch_paused\{scope="rail"\} 1$/m);
+    expect(text).toMatch(/^symphony_relay_dispatch_paused\{scope="participant"\} 2$/m);
+    expect(text).toMatch(/^symphony_relay_rail_breaker_state\{rail="bank"\} 1$/m);
+    expect(text).toMatch(/^symphony_relay_rail_breaker_state\{rail="other"\} 2$/m);
   });
 
   it('defaults build_info to the package version', async () => {

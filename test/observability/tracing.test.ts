@@ -146,6 +146,59 @@ describe('OpenTelemetry traces over OTLP/HTTP (http/json), from a real relayer p
   });
 });
 
+describe("the producer's trace, given at enqueue", () => {
+  const PRODUCER_TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
+  const PRODUCER_SPAN = '00f067aa0ba902b7';
+  const traceparent = `00-${PRODUCER_TRACE}-${PRODUCER_SPAN}-01`;
+
+  async function enqueueTraced(target: Awaited<ReturnType<typeof relayerDatabase>>, key: string) {
+    const { rows } = await target.db.owner.query<{ outbox_id: string }>(
+      `SELECT outbox_id FROM public.enqueue_payment_outbox($1, 'pp-traced', $2, 'bank', '{}', $3)`,
+      [`instr-${key}`, key, traceparent],
+    );
+    return rows[0]!.outbox_id;
+  }
+
+  it('INV-TRACE-CONTINUED: every dispatch of the item is a child of the producer span, in its trace', async () => {
+    const target = await relayerDatabase();
+    rail.requests.length = 0;
+    const relayer = await startRelayer(
+      target.env({
+        SYMPHONY_RAILS: httpRails(rail.url),
+        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint,
+      }),
+    );
+    try {
+      const outboxId = await enqueueTraced(target, 'traced-by-producer');
+      await waitForAllTerminal(target.db, 1);
+      await relayer.stop(); // flushes the spans
+      const dispatch = byName(receiver.spans, 'outbox.dispatch').find((span) =>
+        JSON.stringify(span.attributes).includes(outboxId),
+      );
+      expect(dispatch?.traceId).toBe(PRODUCER_TRACE);
+      expect(dispatch?.parentSpanId).toBe(PRODUCER_SPAN);
+      expect(rail.requests[0]?.headers.traceparent).toBe(
+        `00-${PRODUCER_TRACE}-${dispatch?.spanId}-01`,
+      );
+    } finally {
+      await relayer.stop();
+    }
+  });
+
+  it("INV-TRACE-CONTINUED: with tracing off, the rail still receives the producer's traceparent", async () => {
+    const target = await relayerDatabase();
+    rail.requests.length = 0;
+    const relayer = await startRelayer(target.env({ SYMPHONY_RAILS: httpRails(rail.url) }));
+    try {
+      await enqueueTraced(target, 'traced-untraced-relayer');
+      await waitForAllTerminal(target.db, 1);
+    } finally {
+      await relayer.stop();
+    }
+    expect(rail.requests.map((request) => request.headers.traceparent)).toEqual([traceparent]);
+  });
+});
+
 describe('tracing is off unless configured', () => {
   it.each([
     ['no endpoint is set', {}],

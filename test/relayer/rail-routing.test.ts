@@ -82,18 +82,20 @@ describe('rail routing across processes', () => {
 
       // Both workers show the unserved rail's due items under "other", and their own rail by name.
       for (const [index, own] of ['alpha', 'beta'].entries()) {
+        const ownIdle = new RegExp(`^symphony_relay_queue_rail_due\\{rail="${own}"\\} 0$`, 'm');
+        // One sample that shows both: the unserved rail's 20 due items, and none left of its own.
         const text = await waitUntil(
           async () => {
             const response = await fetch(`http://127.0.0.1:${ports[index]}/metrics`);
             const body = await response.text();
-            return /^symphony_relay_queue_rail_due\{rail="other"\} 20$/m.test(body)
+            return /^symphony_relay_queue_rail_due\{rail="other"\} 20$/m.test(body) &&
+              ownIdle.test(body)
               ? body
               : undefined;
           },
-          { description: `worker ${own} reporting 20 due items under rail="other"` },
-        );
-        expect(text).toMatch(
-          new RegExp(`^symphony_relay_queue_rail_due\\{rail="${own}"\\} 0$`, 'm'),
+          {
+            description: `worker ${own} reporting 20 due items under rail="other" and none of its own`,
+          },
         );
         expect(text).not.toMatch(/rail="gamma"/);
       }

@@ -1,3 +1,4 @@
+import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { enqueueItems } from '../support/outbox-fixtures.ts';
 import { waitUntil } from '../support/processes.ts';
@@ -7,6 +8,7 @@ import {
   httpRails,
   relayerDatabase,
   spawnRelayer,
+  startRelayerOnHttpRail,
   waitForAllTerminal,
   waitForLog,
   type RelayerDatabase,
@@ -90,6 +92,59 @@ describe('shutdown', () => {
       rescuer.child.kill('SIGTERM');
       expect((await rescuer.exited).code).toBe(0);
       await rail.close();
+    }
+  });
+});
+
+describe('shutdown while a claim is under way (relayer in this process)', () => {
+  it('releases the leases of items claimed as the stop began, without dispatching them', async () => {
+    // The claim is held on a table lock while the stop begins, so the relayer holds leases
+    // on items it has not started when it learns it is stopping: the state a stop must clean.
+    let locker: pg.Client | undefined;
+    let ids: string[] = [];
+    const { target, rail, relayer, stop } = await startRelayerOnHttpRail(
+      { SYMPHONY_CONCURRENCY: '8', SYMPHONY_POLL_ONLY: 'true' },
+      async ({ target }) => {
+        ids = await enqueueItems(target.db.owner, 5, {
+          prefix: 'stop-mid-claim',
+          railType: 'bank',
+        });
+        locker = await target.db.connect();
+        await locker.query('BEGIN');
+        await locker.query('LOCK TABLE public.payment_outbox_pending IN EXCLUSIVE MODE');
+      },
+    );
+    try {
+      await waitUntil(
+        async () => {
+          const { rows } = await target.db.owner.query(
+            `SELECT 1 FROM pg_catalog.pg_stat_activity
+              WHERE datname = current_database() AND wait_event_type = 'Lock'
+                AND query LIKE '%claim_outbox_batch%'`,
+          );
+          return rows.length > 0 ? true : undefined;
+        },
+        {
+          description: 'the relayer claim waiting on the table lock',
+          attempts: 400,
+          intervalMs: 25,
+        },
+      );
+      const stopping = relayer.relayer.stop();
+      await locker!.query('COMMIT');
+      expect(await stopping).toEqual({ drainedInTime: true, released: 5 });
+
+      const { rows } = await target.db.owner.query<{
+        outbox_id: string;
+        claimed_by: string | null;
+      }>(`SELECT outbox_id, claimed_by FROM public.payment_outbox_pending ORDER BY outbox_id`);
+      expect(rows).toEqual([...ids].sort().map((outbox_id) => ({ outbox_id, claimed_by: null })));
+      const attempts = await target.db.owner.query('SELECT 1 FROM public.payment_outbox_attempts');
+      expect(attempts.rowCount).toBe(0);
+      expect(rail.requests).toHaveLength(0);
+    } finally {
+      await locker?.end();
+      await stop();
     }
   });
 });

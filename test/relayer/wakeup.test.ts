@@ -1,4 +1,4 @@
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import type { Runtime } from '../../src/cli/runtime.ts';
 import { enqueueItems } from '../support/outbox-fixtures.ts';
 import { waitUntil } from '../support/processes.ts';
@@ -23,7 +23,9 @@ describe('wake-ups without the poll timer', () => {
   let rail: RailServer;
   let relayer: Runtime;
 
-  beforeAll(async () => {
+  // A relayer of its own for every test: counts start at zero and no scripted answer
+  // carries over, so the tests pass in any order and alone.
+  beforeEach(async () => {
     const started = await startRelayerOnHttpRail({
       SYMPHONY_POLL_INTERVAL_MS: TEN_MINUTES_MS,
       SYMPHONY_REPAIR_INTERVAL_MS: TEN_MINUTES_MS,
@@ -38,9 +40,9 @@ describe('wake-ups without the poll timer', () => {
   });
 
   it('wakes at the scheduled retry time of a RETRYABLE item', async () => {
-    const [id] = await enqueueItems(target.db.owner, 1, { prefix: 'scheduled', railType: 'bank' });
     rail.respondNext({ status: 503, headers: { 'retry-after': '3' } });
-    await waitForAllTerminal(target.db, 21);
+    const [id] = await enqueueItems(target.db.owner, 1, { prefix: 'scheduled', railType: 'bank' });
+    await waitForAllTerminal(target.db, 1);
     expect((await attemptsOf(target.db, id!)).map((a) => a.state)).toEqual([
       'RETRYABLE',
       'DISPATCHED',
@@ -55,7 +57,7 @@ describe('wake-ups without the poll timer', () => {
     expect(killed.rowCount).toBe(1);
     // Enqueued while the listener is down or reconnecting: its NOTIFY may be lost.
     await enqueueItems(target.db.owner, 10, { prefix: 'lost-notify', railType: 'bank' });
-    await waitForAllTerminal(target.db, 31);
+    await waitForAllTerminal(target.db, 10);
     await waitUntil(
       async () =>
         (await metricValue(relayer, 'symphony_relay_listener_connected')) === 1 ? true : undefined,
@@ -67,7 +69,7 @@ describe('wake-ups without the poll timer', () => {
     );
     expect(reconnected.rowCount).toBe(1);
     await enqueueItems(target.db.owner, 5, { prefix: 'after-reconnect', railType: 'bank' });
-    await waitForAllTerminal(target.db, 36);
+    await waitForAllTerminal(target.db, 15);
   });
 });
 

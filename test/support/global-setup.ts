@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import pg from 'pg';
 import type { TestProject } from 'vitest/node';
 import { migrate } from '../../src/db/migrate/runner.ts';
@@ -30,6 +31,7 @@ export default async function setup(project: TestProject) {
     await admin.end();
   }
   await migrate(withDatabaseName(server.adminUrl, TEMPLATE_DATABASE));
+  await applyTemplateMutation(withDatabaseName(server.adminUrl, TEMPLATE_DATABASE));
   project.provide('postgresAdminUrl', server.adminUrl);
   return async () => {
     await dropTestObjects(server.adminUrl);
@@ -59,5 +61,27 @@ async function dropTestObjects(adminUrl: string): Promise<void> {
     for (const { name } of roles.rows) await admin.query(`DROP ROLE IF EXISTS ${name}`);
   } finally {
     await admin.end();
+  }
+}
+
+/**
+ * `npm run verify:proofs` only: SQL that weakens the migrated template (drops a trigger,
+ * revokes a grant, ...) so a register row's tests can be run against the mutated schema.
+ * Never set in a normal run; the suite then tests exactly what the migrations build.
+ */
+export const TEMPLATE_MUTATION_ENV = 'SYMPHONY_TEST_TEMPLATE_MUTATION';
+
+async function applyTemplateMutation(templateUrl: string): Promise<void> {
+  const file = process.env[TEMPLATE_MUTATION_ENV];
+  if (!file) return;
+  const sql = await readFile(file, 'utf8');
+  const client = new pg.Client({ connectionString: templateUrl });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } catch (error) {
+    throw new Error(`${TEMPLATE_MUTATION_ENV} (${file}) failed: ${(error as Error).message}`);
+  } finally {
+    await client.end();
   }
 }

@@ -11,8 +11,16 @@ export interface WaitOptions {
 }
 
 /**
+ * Thrown by a probe to stop waiting at once: the condition can no longer come true (the
+ * process being waited on exited, say), so retrying until the attempts run out only hides why.
+ */
+export class WaitAbandoned extends Error {}
+
+/**
  * Retries `probe` until it returns a value other than undefined. Bounded by a number of
  * attempts, so a slow machine retries longer instead of a test asserting on elapsed time.
+ * A probe that throws is retried, and on timeout the last error it threw is named in the
+ * message and kept as the cause; a probe that throws WaitAbandoned ends the wait at once.
  */
 export async function waitUntil<T>(
   probe: () => Promise<T | undefined>,
@@ -26,12 +34,22 @@ export async function waitUntil<T>(
       const value = await probe();
       if (value !== undefined) return value;
     } catch (error) {
+      if (error instanceof WaitAbandoned) {
+        throw new Error(`gave up waiting for ${options.description}: ${error.message}`, {
+          cause: error,
+        });
+      }
       lastError = error;
     }
     await sleep(intervalMs);
   }
-  const cause = lastError instanceof Error ? `; last error: ${lastError.message}` : '';
-  throw new Error(`gave up waiting for ${options.description} after ${attempts} attempts${cause}`);
+  const cause =
+    lastError === undefined
+      ? ''
+      : `; the last error the probe threw: ${lastError instanceof Error ? lastError.message : String(lastError)}`;
+  throw new Error(`gave up waiting for ${options.description} after ${attempts} attempts${cause}`, {
+    cause: lastError,
+  });
 }
 
 export interface RunResult {

@@ -19,6 +19,10 @@ export interface RecordedRequest {
   rawBody: string;
   /** The parsed JSON body, or undefined when it was not JSON. */
   body: unknown;
+  /** The rail's own clock when the request arrived (Date.now()). */
+  receivedAt: number;
+  /** The status it was answered with (set when the answer is sent). */
+  status?: number;
 }
 
 export interface RailServer {
@@ -32,6 +36,10 @@ export interface RailServer {
   respondToKey(idempotencyKey: string, response: ScriptedResponse): void;
   /** The answer when nothing else is scripted; 200 `{ reference: "ref-<n>" }` to start with. */
   setDefault(response: ScriptedResponse): void;
+  /** Decide each answer not scripted by respondNext (undefined: per-key, then default). */
+  respondWith(
+    decide: ((request: RecordedRequest) => ScriptedResponse | undefined) | undefined,
+  ): void;
   close(): Promise<void>;
 }
 
@@ -44,6 +52,7 @@ export async function startRailServer(
   const queue: ScriptedResponse[] = [];
   const byKey = new Map<string, ScriptedResponse>();
   let fallback: ScriptedResponse | undefined;
+  let decider: ((request: RecordedRequest) => ScriptedResponse | undefined) | undefined;
   const timers = new Set<NodeJS.Timeout>();
 
   const server = http.createServer((request, response) => {
@@ -51,15 +60,18 @@ export async function startRailServer(
     request.on('data', (chunk: Buffer) => chunks.push(chunk));
     request.on('end', () => {
       const rawBody = Buffer.concat(chunks).toString('utf8');
-      requests.push({
+      const recorded: RecordedRequest = {
         method: request.method ?? '',
         path: request.url ?? '',
         headers: request.headers,
         rawBody,
         body: parseJson(rawBody),
-      });
+        receivedAt: Date.now(),
+      };
+      requests.push(recorded);
       const key = request.headers[keyHeader];
       const scripted = queue.shift() ??
+        decider?.(recorded) ??
         (typeof key === 'string' ? byKey.get(key) : undefined) ??
         fallback ?? { status: 200, body: { reference: `ref-${requests.length}` } };
       const send = () => {
@@ -71,6 +83,7 @@ export async function startRailServer(
               ? String(scripted.body)
               : JSON.stringify(scripted.body);
         const contentType = isText ? 'text/plain' : 'application/json';
+        recorded.status = scripted.status;
         response.writeHead(scripted.status, { 'content-type': contentType, ...scripted.headers });
         if (scripted.stallBody) response.write(body.slice(0, Math.ceil(body.length / 2)));
         else response.end(body);
@@ -94,6 +107,9 @@ export async function startRailServer(
     respondToKey: (key, response) => byKey.set(key, response),
     setDefault: (response) => {
       fallback = response;
+    },
+    respondWith: (decide) => {
+      decider = decide;
     },
     close: async () => {
       for (const timer of timers) clearTimeout(timer);

@@ -96,6 +96,22 @@ describe('migration runner guarantees', () => {
     expect(await ledger(db)).toEqual([]);
   });
 
+  it('rolls a file back when its ledger row cannot be written: file and ledger row commit together', async () => {
+    // A file sent as one query string is atomic on its own (PostgreSQL's implicit
+    // transaction); only a transaction around file and ledger insert keeps the two together.
+    const db = await freshDatabase({ empty: true });
+    const dir = await migrationDir({
+      '0001_blocks_ledger.sql':
+        'CREATE TABLE applied_without_ledger (id int);\n' +
+        'ALTER TABLE public.schema_migrations ADD CONSTRAINT no_more_rows CHECK (false) NOT VALID;',
+    });
+    const error = await migrateError(migrate(db.ownerUrl, { dir }));
+    expect(error.sqlState).toBe('23514');
+    const table = await db.owner.query(`SELECT to_regclass('applied_without_ledger') AS t`);
+    expect(table.rows[0].t).toBeNull();
+    expect(await ledger(db)).toEqual([]);
+  });
+
   it('rejects a top-level BEGIN with the lint before applying anything', async () => {
     const db = await freshDatabase({ empty: true });
     const dir = await migrationDir({
