@@ -23,6 +23,7 @@ import {
   type EnqueueRequest,
 } from '../src/db/outbox.ts';
 import { seedPolicy } from '../src/db/policy.ts';
+import { ensureLoginRole } from '../src/db/roles.ts';
 import { startEmbeddedPostgres, temporaryDataDir } from '../src/embedded/postgres.ts';
 import { createLogger } from '../src/observability/logger.ts';
 
@@ -170,8 +171,7 @@ async function main(): Promise<void> {
 
     // Roles are cluster-wide (created by the first migration); one executor login serves all.
     const password = randomBytes(12).toString('hex');
-    await admin.query(`CREATE ROLE bench_relayer LOGIN PASSWORD '${password}'`);
-    await admin.query('GRANT symphony_executor TO bench_relayer');
+    await ensureLoginRole(admin, { name: 'bench_relayer', password, actsAs: 'symphony_executor' });
 
     console.error('relay');
     for (const mode of RELAY_MODES) {

@@ -85,6 +85,10 @@ CREATE UNIQUE INDEX ux_items_idempotency_key
   ON public.payment_outbox_items (idempotency_key)
   WHERE NOT legacy_key_reuse;
 
+-- Lookups by key (enqueue, replays of grandfathered items) cannot use the partial index
+-- above: without this one every enqueue would scan the whole, ever-growing item record.
+CREATE INDEX ix_items_idempotency_key ON public.payment_outbox_items (idempotency_key);
+
 DO $$
 DECLARE
   v_conflict record;

@@ -98,7 +98,7 @@ describe('symphony-relay pause / resume', () => {
   it('a login that cannot act as symphony_control is refused, naming the role', async () => {
     const result = await runCli(['pause', '--all', '--reason', 'r'], { DATABASE_URL: reader.url });
     expect(result.code).toBe(1);
-    expect(result.stderr).toContain(`login role "${reader.name}" cannot act as symphony_control`);
+    expect(result.stderr).toContain(`login role "${reader.name}" does not act as symphony_control`);
   });
 });
 

@@ -42,8 +42,8 @@ function literal(text: string): string {
 }
 
 const ROLES_SQL = 'schema/migrations/0003_roles.sql';
-const ENQUEUE = 'enqueue_payment_outbox(text,text,text,text,jsonb)';
-const CLAIM = 'claim_outbox_batch(integer,text,integer)';
+const ENQUEUE = 'enqueue_payment_outbox(text,text,text,text,jsonb,text)';
+const CLAIM = 'claim_outbox_batch(integer,text,integer,text[])';
 const COMPLETE =
   'complete_outbox_attempt(uuid,uuid,text,outbox_attempt_state,text,text,text,text,integer,integer)';
 const COMPLETE_BATCH = 'complete_outbox_batch(text,jsonb)';
@@ -196,13 +196,14 @@ export const MUTATIONS: ProofMutation[] = [
   },
   {
     row: 'INV-ATTEMPTS-ONE-TERMINAL',
-    removes: 'unique index ux_attempts_one_terminal_per_outbox',
-    sql: 'DROP INDEX public.ux_attempts_one_terminal_per_outbox;',
+    removes: 'unique index ux_attempts_one_terminal_per_drive (per drive since re-drive, 0022)',
+    sql: 'DROP INDEX public.ux_attempts_one_terminal_per_drive;',
   },
   {
     row: 'INV-PENDING-PAYLOAD-OBJECT',
-    removes: 'CHECK ck_pending_payload_is_object',
-    sql: 'ALTER TABLE public.payment_outbox_pending DROP CONSTRAINT ck_pending_payload_is_object;',
+    removes: 'the payload-object check at enqueue and CHECK ck_items_payload_is_object',
+    sql: `${rewriteFunction('outbox_item_input_problem(text,text,text,text,jsonb,text,integer,integer)', "IF jsonb_typeof(p_payload) <> 'object' THEN", 'IF false THEN')}
+          ALTER TABLE public.payment_outbox_items DROP CONSTRAINT ck_items_payload_is_object;`,
   },
   {
     row: 'INV-PENDING-LEASE-ALL-OR-NOTHING',
@@ -211,17 +212,17 @@ export const MUTATIONS: ProofMutation[] = [
   },
   {
     row: 'INV-ENQUEUE-IDEMPOTENT',
-    removes: 'the advisory lock in enqueue_payment_outbox and the idempotency unique constraint',
+    removes: 'the advisory lock in enqueue_payment_outbox and the key index of the item record',
     sql: `${rewriteFunction(ENQUEUE, 'PERFORM pg_advisory_xact_lock(', 'PERFORM pg_catalog.abs(')}
-          ALTER TABLE public.payment_outbox_pending DROP CONSTRAINT ux_pending_idempotency;`,
+          DROP INDEX public.ux_items_idempotency_key;`,
   },
   {
     row: 'INV-ENQUEUE-IDEMPOTENT-AFTER-TERMINAL',
-    removes: 'the attempts lookup when no pending row exists',
+    removes: 'the terminal-attempt lookup of outbox_item_state when no pending row exists',
     sql: rewriteFunction(
-      ENQUEUE,
-      'WHERE a.instruction_id = p_instruction_id',
-      'WHERE false AND a.instruction_id = p_instruction_id',
+      'outbox_item_state(uuid)',
+      'WHERE a.outbox_id = p_outbox_id',
+      'WHERE false AND a.outbox_id = p_outbox_id',
     ),
   },
   {
@@ -336,7 +337,7 @@ export const MUTATIONS: ProofMutation[] = [
     removes: 'the retry ceiling in complete_outbox_attempt',
     sql: rewriteFunction(
       COMPLETE,
-      "IF p_state = 'RETRYABLE' AND v_attempt_no >= public.outbox_retry_ceiling() THEN",
+      "IF p_state = 'RETRYABLE' AND v_attempt_no - v_base >= public.outbox_retry_ceiling() THEN",
       'IF false THEN',
     ),
   },
@@ -364,7 +365,11 @@ export const MUTATIONS: ProofMutation[] = [
   {
     row: 'INV-REPAIR-RETRY-CEILING',
     removes: 'the retry ceiling in repair',
-    sql: rewriteFunction(REPAIR, 'IF v_attempt_no >= v_ceiling THEN', 'IF false THEN'),
+    sql: rewriteFunction(
+      REPAIR,
+      'IF v_attempt_no - v_item.drive_attempt_base >= v_ceiling THEN',
+      'IF false THEN',
+    ),
   },
   {
     row: 'INV-NOTIFY-ON-COMMIT',
@@ -543,7 +548,7 @@ export const MUTATIONS: ProofMutation[] = [
     removes: 'the retry ceiling in complete_outbox_batch',
     sql: rewriteFunction(
       COMPLETE_BATCH,
-      'WHEN n.next_attempt_no >= public.outbox_retry_ceiling()',
+      'WHEN n.next_attempt_no - n.drive_attempt_base >= public.outbox_retry_ceiling()',
       'WHEN false',
     ),
   },
@@ -552,7 +557,7 @@ export const MUTATIONS: ProofMutation[] = [
     removes: 'the retry ceiling in complete_outbox_batch',
     sql: rewriteFunction(
       COMPLETE_BATCH,
-      'WHEN n.next_attempt_no >= public.outbox_retry_ceiling()',
+      'WHEN n.next_attempt_no - n.drive_attempt_base >= public.outbox_retry_ceiling()',
       'WHEN false',
     ),
   },
@@ -589,15 +594,15 @@ export const MUTATIONS: ProofMutation[] = [
     removes: 'the first-occurrence rule for a key repeated in one batch',
     sql: rewriteFunction(
       ENQUEUE_BATCH,
-      'ORDER BY i.instruction_id, i.idempotency_key, i.ord',
-      'ORDER BY i.instruction_id, i.idempotency_key, i.ord DESC',
+      'SELECT 1 FROM public.payment_outbox_items i WHERE i.idempotency_key = k.idempotency_key',
+      'SELECT 1 WHERE false',
     ),
   },
   {
     row: 'INV-ENQUEUE-BATCH-PAYLOAD-OBJECT',
-    removes: 'the up-front payload check of the batch enqueue and the table CHECK',
-    sql: `${rewriteFunction(ENQUEUE_BATCH, "OR jsonb_typeof(o.elem -> 'payload') IS DISTINCT FROM 'object'", '')}
-          ALTER TABLE public.payment_outbox_pending DROP CONSTRAINT ck_pending_payload_is_object;`,
+    removes: 'the payload-object check at enqueue and CHECK ck_items_payload_is_object',
+    sql: `${rewriteFunction('outbox_item_input_problem(text,text,text,text,jsonb,text,integer,integer)', "IF jsonb_typeof(p_payload) <> 'object' THEN", 'IF false THEN')}
+          ALTER TABLE public.payment_outbox_items DROP CONSTRAINT ck_items_payload_is_object;`,
   },
   {
     row: 'INV-PRIV-BATCH-ENQUEUE-INGEST-ONLY',
