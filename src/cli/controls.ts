@@ -29,7 +29,7 @@ async function asControl<T>(
   databaseUrl: string | undefined,
   work: (db: pg.PoolClient) => Promise<T>,
 ): Promise<T> {
-  const url = requireDatabaseUrl(databaseUrl ?? process.env.DATABASE_URL, command);
+  const url = requireDatabaseUrl(databaseUrl, command);
   return withDatabaseSession({ connectionString: url, command, actAs: ROLE }, work).catch(
     (error: unknown) => {
       throw databaseFailure(command, ROLE, error);

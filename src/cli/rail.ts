@@ -125,7 +125,7 @@ export function registerRailCommand(program: Command): void {
     .option('--database-url <url>', DATABASE_URL_HELP)
     .action(async (railType: string, options: SetOptions) => {
       const change = changeFrom(railType, options);
-      const url = requireDatabaseUrl(options.databaseUrl ?? process.env.DATABASE_URL, 'rail set');
+      const url = requireDatabaseUrl(options.databaseUrl, 'rail set');
       const { rails, pauses } = await withDatabaseSession(
         { connectionString: url, command: 'rail set', actAs: ROLE },
         async (db) => {
@@ -146,10 +146,7 @@ export function registerRailCommand(program: Command): void {
     .option('--database-url <url>', DATABASE_URL_HELP)
     .action(
       async (railType: string | undefined, options: { json?: boolean; databaseUrl?: string }) => {
-        const url = requireDatabaseUrl(
-          options.databaseUrl ?? process.env.DATABASE_URL,
-          'rail show',
-        );
+        const url = requireDatabaseUrl(options.databaseUrl, 'rail show');
         const { rails, pauses } = await readRails(url, 'rail show');
         const shown =
           railType === undefined ? rails : rails.filter((row) => row.railType === railType);
