@@ -18,12 +18,20 @@
 --     retry ceiling to the attempts of the item's current drive (attempt_no minus the queue
 --     row's drive_attempt_base), so a re-driven item that had failed at the ceiling gets a
 --     full set of retries instead of failing again on its first RETRYABLE outcome.
--- Nothing else changes: signatures, fences, lock order and results are those of 0021.
+-- They also carry the payment contract's bounds of 0019–0021: a claim names the rail types
+-- it serves (an item of any other rail type waits) and takes at most 1,000 items and no lease
+-- above outbox_limits.max_lease_seconds; a retry delay above max_retry_delay_seconds is
+-- refused (assert_retry_delay); attempts hold only their own facts, with error codes (64) and
+-- messages (1,000) cut to size and an over-long reference dropped; repair works in chunks of
+-- at most 1,000. Fences, lock order and results are those of 0002/0017.
 
 -- ------------------------------------------------------------
--- claim_outbox_batch: as in 0021, skipping what a pause covers
+-- claim_outbox_batch: by rail types, skipping what a pause covers
 -- ------------------------------------------------------------
-CREATE OR REPLACE FUNCTION public.claim_outbox_batch(
+-- The rail types are a new argument, so the 0002 signature goes.
+DROP FUNCTION public.claim_outbox_batch(int, text, int);
+
+CREATE FUNCTION public.claim_outbox_batch(
   p_batch_size    int,
   p_worker_id     text,
   p_lease_seconds int,
@@ -232,7 +240,7 @@ END;
 $$;
 
 -- ------------------------------------------------------------
--- complete_outbox_attempt: as in 0021, the retry ceiling counted within the drive
+-- complete_outbox_attempt: as in 0002, bounded, the retry ceiling counted within the drive
 -- ------------------------------------------------------------
 CREATE OR REPLACE FUNCTION public.complete_outbox_attempt(
   p_outbox_id           uuid,
@@ -331,7 +339,7 @@ END;
 $$;
 
 -- ------------------------------------------------------------
--- complete_outbox_batch: as in 0021, the retry ceiling counted within the drive
+-- complete_outbox_batch: as in 0017, bounded, the retry ceiling counted within the drive
 -- ------------------------------------------------------------
 CREATE OR REPLACE FUNCTION public.complete_outbox_batch(
   p_worker_id text,
@@ -515,7 +523,7 @@ END;
 $$;
 
 -- ------------------------------------------------------------
--- repair_expired_leases: as in 0021, the retry ceiling counted within the drive
+-- repair_expired_leases: as in 0006, in bounded chunks, the retry ceiling counted within the drive
 -- ------------------------------------------------------------
 CREATE OR REPLACE FUNCTION public.repair_expired_leases(
   p_batch_size int,
@@ -596,7 +604,7 @@ END;
 $$;
 
 -- ------------------------------------------------------------
--- Privileges (CREATE OR REPLACE keeps the grants of 0021; restated for the reader)
+-- Privileges (CREATE OR REPLACE keeps the earlier grants of complete and repair; the claim is new)
 -- ------------------------------------------------------------
 REVOKE ALL ON FUNCTION public.claim_outbox_batch(int, text, int, text[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION public.claim_outbox_batch(int, text, int, text[]) TO symphony_executor;
