@@ -50,6 +50,9 @@ const COMPLETE_BATCH = 'complete_outbox_batch(text,jsonb)';
 const ENQUEUE_BATCH = 'enqueue_payment_outbox_batch(jsonb)';
 const REPAIR = 'repair_expired_leases(integer,text)';
 const RELEASE = 'release_outbox_leases(text,uuid[],uuid[])';
+const PAUSE_TARGET = 'outbox_pause_target(text,text,text)';
+const REDRIVE = 'redrive_outbox_item(uuid,text)';
+const SET_RAIL_SETTINGS = 'set_rail_settings(text,integer,boolean,integer,integer,integer,text)';
 export const MUTATIONS: ProofMutation[] = [
   // Roles and privileges
   {
@@ -959,35 +962,84 @@ export const MUTATIONS: ProofMutation[] = [
       },
     ],
   },
+  // Operator control plane (0022–0023); claim and completion rows follow their live functions
+  {
+    row: 'INV-ATTEMPTS-ONE-TERMINAL-PER-DRIVE',
+    removes: 'the unique index of one terminal attempt per (item, drive)',
+    sql: 'DROP INDEX public.ux_attempts_one_terminal_per_drive;',
+  },
+  {
+    row: 'INV-ATTEMPTS-ONE-DISPATCHED',
+    removes: 'the unique index of one DISPATCHED attempt per item',
+    sql: 'DROP INDEX public.ux_attempts_one_dispatched;',
+  },
+  {
+    row: 'INV-ATTEMPTS-DRIVE-FROM-LEDGER',
+    removes: 'the trigger that derives an attempt’s drive from the re-drive record',
+    sql: 'DROP TRIGGER trg_attempts_set_drive ON public.payment_outbox_attempts;',
+  },
+  {
+    row: 'INV-PAUSE-INPUT',
+    removes: 'the refusal of a target on scope all',
+    sql: rewriteFunction(
+      PAUSE_TARGET,
+      "IF p_target IS NOT NULL AND p_target <> '*' THEN",
+      'IF false THEN',
+    ),
+  },
+  {
+    row: 'INV-CONTROL-PAUSE-AUDITED',
+    removes: 'the restriction of pausing to control (the executor may pause)',
+    sql: 'GRANT EXECUTE ON FUNCTION public.pause_dispatch(text, text, text) TO symphony_executor;',
+  },
+  {
+    row: 'INV-REDRIVE-FAILED-ONLY',
+    removes:
+      'the refusal to re-drive an item whose last terminal attempt is not FAILED (a DISPATCHED one)',
+    sql: rewriteFunction(
+      REDRIVE,
+      "IF v_last.state IS DISTINCT FROM 'FAILED' THEN",
+      'IF false THEN',
+    ),
+  },
+  {
+    row: 'INV-REDRIVE-ONCE',
+    removes: 'the item lock that serialises concurrent re-drives of one failure',
+    sql: rewriteFunction(
+      REDRIVE,
+      'WHERE i.outbox_id = p_outbox_id\n     FOR UPDATE;',
+      'WHERE i.outbox_id = p_outbox_id;',
+    ),
+  },
+  {
+    row: 'INV-REDRIVES-APPEND-ONLY',
+    removes: 'the append-only triggers of the re-drive record',
+    sql: `DROP TRIGGER trg_redrives_deny_update_delete ON public.outbox_redrives;
+          DROP TRIGGER trg_redrives_deny_truncate ON public.outbox_redrives;`,
+  },
+  {
+    row: 'INV-RAIL-SETTINGS-AUDITED',
+    removes: 'the restriction of rail settings to control (the executor may change them)',
+    sql: `GRANT EXECUTE ON FUNCTION public.${SET_RAIL_SETTINGS} TO symphony_executor;`,
+  },
+  {
+    row: 'INV-RAIL-SETTINGS-RANGE',
+    removes: 'the check that the maximum cool-down is at least the cool-down',
+    sql: rewriteFunction(
+      SET_RAIL_SETTINGS,
+      'IF v_new.breaker_max_cooldown_seconds < v_new.breaker_cooldown_seconds THEN',
+      'IF false THEN',
+    ),
+  },
 ];
 
 /** Rows with no mutation, and why. */
 export const NOT_MUTATED: Record<string, string> = {
-  'INV-ATTEMPTS-ONE-TERMINAL-PER-DRIVE':
-    'new with the operator control plane (issue 8, 0022-0024) or the ledger bounds; its mutation is not written yet: to do, the test was not yet checked against a removed mechanism',
-  'INV-ATTEMPTS-ONE-DISPATCHED':
-    'new with the operator control plane (issue 8, 0022-0024) or the ledger bounds; its mutation is not written yet: to do, the test was not yet checked against a removed mechanism',
-  'INV-ATTEMPTS-DRIVE-FROM-LEDGER':
-    'new with the operator control plane (issue 8, 0022-0024) or the ledger bounds; its mutation is not written yet: to do, the test was not yet checked against a removed mechanism',
   'INV-LEDGER-BOUNDED-TEXT':
     'new with the operator control plane (issue 8, 0022-0024) or the ledger bounds; its mutation is not written yet: to do, the test was not yet checked against a removed mechanism',
   'INV-PAUSE-NOT-CLAIMED':
     'new with the operator control plane (issue 8, 0022-0024) or the ledger bounds; its mutation is not written yet: to do, the test was not yet checked against a removed mechanism',
-  'INV-PAUSE-INPUT':
-    'new with the operator control plane (issue 8, 0022-0024) or the ledger bounds; its mutation is not written yet: to do, the test was not yet checked against a removed mechanism',
-  'INV-CONTROL-PAUSE-AUDITED':
-    'new with the operator control plane (issue 8, 0022-0024) or the ledger bounds; its mutation is not written yet: to do, the test was not yet checked against a removed mechanism',
-  'INV-REDRIVE-FAILED-ONLY':
-    'new with the operator control plane (issue 8, 0022-0024) or the ledger bounds; its mutation is not written yet: to do, the test was not yet checked against a removed mechanism',
-  'INV-REDRIVE-ONCE':
-    'new with the operator control plane (issue 8, 0022-0024) or the ledger bounds; its mutation is not written yet: to do, the test was not yet checked against a removed mechanism',
-  'INV-REDRIVES-APPEND-ONLY':
-    'new with the operator control plane (issue 8, 0022-0024) or the ledger bounds; its mutation is not written yet: to do, the test was not yet checked against a removed mechanism',
   'INV-REDRIVE-CEILING-PER-DRIVE':
-    'new with the operator control plane (issue 8, 0022-0024) or the ledger bounds; its mutation is not written yet: to do, the test was not yet checked against a removed mechanism',
-  'INV-RAIL-SETTINGS-AUDITED':
-    'new with the operator control plane (issue 8, 0022-0024) or the ledger bounds; its mutation is not written yet: to do, the test was not yet checked against a removed mechanism',
-  'INV-RAIL-SETTINGS-RANGE':
     'new with the operator control plane (issue 8, 0022-0024) or the ledger bounds; its mutation is not written yet: to do, the test was not yet checked against a removed mechanism',
   'INV-RAIL-RATE-LIMIT':
     'new with the operator control plane (issue 8, 0022-0024) or the ledger bounds; its mutation is not written yet: to do, the test was not yet checked against a removed mechanism',
