@@ -140,13 +140,13 @@ export const MUTATIONS: ProofMutation[] = [
     sql: 'GRANT SELECT ON public.participant_outbox_sequences TO symphony_readonly, symphony_auditor;',
   },
   {
-    row: 'INV-PRIV-CONTROL-MAINTAIN',
-    removes: "control's MAINTAIN on the outbox tables",
-    sql: `REVOKE MAINTAIN ON public.payment_outbox_pending, public.payment_outbox_attempts,
-            public.participant_outbox_sequences FROM symphony_control;`,
+    row: 'INV-PRIV-CONTROL-NO-LOCK',
+    removes: "0028's revocation of control's MAINTAIN on the queue",
+    sql: `GRANT MAINTAIN ON public.payment_outbox_pending, public.payment_outbox_attempts,
+            public.participant_outbox_sequences, public.payment_outbox_items TO symphony_control;`,
   },
   {
-    row: 'INV-PRIV-CONTROL-MAINTAIN',
+    row: 'INV-PRIV-CONTROL-NO-LOCK',
     removes: 'a direct write grant to control',
     sql: 'GRANT INSERT ON public.payment_outbox_attempts TO symphony_control;',
   },

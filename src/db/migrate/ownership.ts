@@ -8,8 +8,8 @@ export const SCHEMA_OWNER = 'symphony_owner';
  * does not own yet to symphony_owner. Runs at the end of each migration (in its
  * transaction when it has one), so whatever login ran `migrate` — the compose stack uses
  * the superuser — no object is left owned by it and every SECURITY DEFINER function runs
- * as the owner. A no-op until 0027 has created the role, and once everything is handed
- * over. Inline SQL on purpose: a stored function the owner could replace would run with
+ * as the owner. A no-op until 0027 has run in this database, and once everything is
+ * handed over. Inline SQL on purpose: a stored function the owner could replace would run with
  * the migrating login's rights.
  */
 const ASSIGN_SCHEMA_OWNER = `
@@ -18,7 +18,12 @@ DECLARE
   v_owner oid := (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = '${SCHEMA_OWNER}');
   v_object record;
 BEGIN
-  IF v_owner IS NULL THEN
+  -- The role is cluster-wide, but this database is handed over only from 0027 on, which
+  -- grants the owner USAGE on schema public (its functions could not run without it). The
+  -- grant itself is checked: PUBLIC's default USAGE, revoked by 0004, does not count.
+  IF v_owner IS NULL OR NOT EXISTS (
+       SELECT 1 FROM pg_catalog.pg_namespace n CROSS JOIN LATERAL aclexplode(n.nspacl) a
+        WHERE n.nspname = 'public' AND a.grantee = v_owner AND a.privilege_type = 'USAGE') THEN
     RETURN;
   END IF;
   FOR v_object IN
