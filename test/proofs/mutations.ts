@@ -213,7 +213,7 @@ export const MUTATIONS: ProofMutation[] = [
   {
     row: 'INV-ENQUEUE-IDEMPOTENT',
     removes: 'the advisory lock in enqueue_payment_outbox and the key index of the item record',
-    sql: `${rewriteFunction(ENQUEUE, 'PERFORM pg_advisory_xact_lock(', 'PERFORM pg_catalog.abs(')}
+    sql: `${rewriteFunction(ENQUEUE, 'PERFORM public.schema_xact_lock(', 'PERFORM pg_catalog.concat(')}
           DROP INDEX public.ux_items_idempotency_key;`,
   },
   {
@@ -287,7 +287,7 @@ export const MUTATIONS: ProofMutation[] = [
   {
     row: 'INV-COMPLETE-LEASE-FENCED',
     removes: 'the expiry check of the completion fence',
-    sql: rewriteFunction(COMPLETE, 'AND p.lease_expires_at > now()', ''),
+    sql: rewriteFunction(COMPLETE, 'AND p.lease_expires_at > clock_timestamp()', ''),
   },
   {
     row: 'INV-COMPLETE-ONCE',
@@ -466,7 +466,7 @@ export const MUTATIONS: ProofMutation[] = [
   {
     row: 'INV-ATT-NO-FORK',
     removes: 'the per-stream advisory lock and the (stream_id, prev_hash) uniqueness',
-    sql: `${rewriteFunction('lock_ingress_attestation_stream(text)', 'SELECT pg_advisory_xact_lock(7301, hashtext(p_stream_id))', 'SELECT')}
+    sql: `${rewriteFunction('lock_ingress_attestation_stream(text)', "SELECT public.schema_xact_lock('ingress attestation stream', 7301, hashtext(p_stream_id))", 'SELECT')}
           ALTER TABLE public.ingress_attestations DROP CONSTRAINT ux_attestation_stream_prev_hash;`,
   },
   {
@@ -587,7 +587,11 @@ export const MUTATIONS: ProofMutation[] = [
   {
     row: 'INV-ENQUEUE-BATCH-IDEMPOTENT-GAPLESS',
     removes: 'the advisory locks of the batch enqueue',
-    sql: rewriteFunction(ENQUEUE_BATCH, 'PERFORM pg_advisory_xact_lock(v_lock_key);', 'NULL;'),
+    sql: rewriteFunction(
+      ENQUEUE_BATCH,
+      "PERFORM public.schema_xact_lock('idempotency key', v_lock_key);",
+      'NULL;',
+    ),
   },
   {
     row: 'INV-ENQUEUE-BATCH-EXISTING',
