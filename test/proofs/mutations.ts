@@ -1029,8 +1029,10 @@ export const MUTATIONS: ProofMutation[] = [
     removes: 'the bound on received_at',
     sql: rewriteFunction(
       'ingress_attestations_link_chain()',
-      'IF NEW.received_at IS NULL OR NOT isfinite(NEW.received_at)',
-      'IF false AND NOT isfinite(NEW.received_at)',
+      `IF NEW.received_at IS NULL OR NOT isfinite(NEW.received_at)
+     OR NEW.received_at < v_now - interval '1 hour'
+     OR NEW.received_at > v_now + interval '5 minutes' THEN`,
+      'IF false THEN',
     ),
   },
   {
