@@ -16,8 +16,25 @@ export const SqlState = {
   PolicyInvalidTransition: 'P7101',
   PolicyDeleteForbidden: 'P7102',
   PolicyLastActive: 'P7103',
+  /** Control inserted a policy that is not ACTIVE (history cannot be fabricated). */
+  PolicyInsertNotActive: 'P7104',
+  /** A policy checksum that is not a lowercase hex sha256. */
+  PolicyChecksumFormat: 'P7105',
+  /** Control supplied a policy's created_at/updated_at: the database sets them. */
+  PolicyServerTime: 'P7106',
   RevocationTokenHashFormat: 'P7201',
+  RevocationCertFingerprintFormat: 'P7202',
+  /** Control supplied a revocation's revoked_at: the database sets it. */
+  RevocationServerTime: 'P7203',
+  /** revoked_by named someone other than the session's login. */
+  RevocationAuthor: 'P7204',
   AttestationHashChain: 'P7301',
+  /** The supplied record_hash differs from the one the database computes. */
+  AttestationDatabaseHash: 'P7302',
+  /** received_at infinite or outside [database time - 1 hour, database time + 5 minutes]. */
+  AttestationReceivedAt: 'P7303',
+  /** The stream belongs to another login (its writer). */
+  AttestationStreamWriter: 'P7304',
   /** The item record disagrees with the ledger (0020 refuses to migrate). */
   ItemRecordInconsistent: 'P7400',
   /** The idempotency key is already used by a different instruction: one key, one payment. */
@@ -45,6 +62,11 @@ export const SqlState = {
   InvalidTextRepresentation: '22P02',
   /** A function argument is out of range (batch size, lease, retry delay, a limit's value). */
   InvalidParameterValue: '22023',
+  /**
+   * A schema lock (an idempotency key's, an attestation stream's) stayed held past its
+   * bound (0025): transient, retry; if it persists, another session holds the key.
+   */
+  LockNotAvailable: '55P03',
 } as const;
 
 export type SqlStateCode = (typeof SqlState)[keyof typeof SqlState];

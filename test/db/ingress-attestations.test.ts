@@ -53,25 +53,25 @@ function insertDirect(
   );
 }
 
-const UTC = `'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'`;
-
 /**
  * The stream as an independent verifier sees it: every field as text, the record hash
- * recomputed from the documented encoding ("symphony.ingress_attestation.v1", then
- * "|-" for NULL or "|<utf8 byte length>:<value>" per field, in column order).
+ * recomputed from the documented encoding ("symphony.ingress_attestation.v2", then
+ * "|-" for NULL or "|<utf8 byte length>:<value>" per field, in the order below; times as
+ * exact epoch seconds with six decimals, 'Infinity' / '-Infinity' for the infinities).
  */
 async function verifyStream(stream: string) {
   const { rows } = await db.owner.query<Record<string, string | null> & { record_hash: string }>(
-    `SELECT attestation_id::text, stream_id, stream_seq::text, prev_hash, request_id, instruction_id, participant_id,
-            to_char(received_at AT TIME ZONE 'UTC', ${UTC}) AS received_at,
-            to_char(recorded_at AT TIME ZONE 'UTC', ${UTC}) AS recorded_at,
+    `SELECT hash_version::text, attestation_id::text, stream_id, stream_seq::text, prev_hash, writer,
+            request_id, instruction_id, participant_id,
+            extract(epoch FROM received_at)::text AS received_at,
+            extract(epoch FROM recorded_at)::text AS recorded_at,
             payload_sha256, auth_method, cert_fingerprint, key_id, jti, decision, reason_code, record_hash
        FROM public.ingress_attestations a WHERE a.stream_id = $1 ORDER BY a.stream_seq`,
     [stream],
   );
   return rows.map(({ record_hash, ...fields }) => {
     const canonical =
-      'symphony.ingress_attestation.v1' +
+      'symphony.ingress_attestation.v2' +
       Object.values(fields)
         .map((value) => (value === null ? '|-' : `|${Buffer.byteLength(value, 'utf8')}:${value}`))
         .join('');

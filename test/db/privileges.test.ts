@@ -11,6 +11,7 @@ import {
 } from '../support/role-boundaries.ts';
 import { expectSqlState } from '../support/sqlstate.ts';
 import { plantPgTempTypeHijack } from '../support/pg-temp-hijack.ts';
+import { rolledBack } from '../support/transactions.ts';
 
 const db = await freshDatabase();
 const as = await connectAsEach(db, RUNTIME_ROLES);
@@ -24,6 +25,9 @@ const CLAIM = `SELECT * FROM public.claim_outbox_batch(10, 'priv-worker', 30, '{
 const COMPLETE_UNKNOWN = `SELECT * FROM public.complete_outbox_attempt(uuidv7(), uuidv7(), 'priv-worker', 'DISPATCHED')`;
 const REPAIR = `SELECT * FROM public.repair_expired_leases(10, 'priv-repairer')`;
 const BUMP = `SELECT public.bump_participant_outbox_seq('participant-priv')`;
+/** Every column of the pending queue but lease_token (0029: readers never see a token). */
+const PENDING_READABLE_COLUMNS = `outbox_id, participant_id, sequence_id, rail_type, attempt_count,
+  next_attempt_at, claimed_by, lease_expires_at, created_at, updated_at, drive_attempt_base`;
 
 async function expectAllRefused(client: (typeof as)[keyof typeof as], statements: string[]) {
   for (const statement of statements) {
@@ -195,7 +199,9 @@ describe('read plane', () => {
 
   it('INV-PRIV-READERS: readonly and auditor can SELECT pending and attempts but not participant_outbox_sequences', async () => {
     for (const reader of readers) {
-      await as[reader].query('SELECT * FROM public.payment_outbox_pending');
+      await as[reader].query(
+        `SELECT ${PENDING_READABLE_COLUMNS} FROM public.payment_outbox_pending`,
+      );
       await as[reader].query('SELECT * FROM public.payment_outbox_attempts');
       await expectSqlState(
         as[reader].query('SELECT * FROM public.participant_outbox_sequences'),
@@ -214,39 +220,47 @@ describe('read plane', () => {
 });
 
 describe('control', () => {
-  it('INV-PRIV-CONTROL-MAINTAIN: control can read, VACUUM, ANALYZE and REINDEX the outbox tables', async () => {
-    // Without MAINTAIN, PostgreSQL does not refuse VACUUM or ANALYZE: it warns "permission
-    // denied ..., skipping it" and succeeds. So the proof checks the grant, that no warning
-    // was raised, and that the maintenance really happened (the table's statistics).
+  it('INV-PRIV-CONTROL-NO-LOCK: control reads the queue but cannot LOCK it (no MAINTAIN), nor VACUUM or REINDEX it', async () => {
+    // MAINTAIN carries LOCK TABLE in every mode: a control login took ACCESS EXCLUSIVE on the
+    // queue and producers timed out (issue 12). SELECT still allows ACCESS SHARE, which no
+    // producer or worker statement waits for. Without MAINTAIN, VACUUM and ANALYZE only warn
+    // "skipping"; the proof checks for that warning and that nothing ran (the statistics).
+    const queue = [...OUTBOX_TABLES, 'payment_outbox_items'];
     const { rows: grants } = await db.owner.query<{ table: string; maintain: boolean }>(
-      `SELECT t AS table, has_table_privilege('symphony_control', 'public.' || t, 'SELECT, MAINTAIN') AS maintain
+      `SELECT t AS table, has_table_privilege('symphony_control', 'public.' || t, 'MAINTAIN') AS maintain
          FROM unnest($1::text[]) AS t ORDER BY t`,
-      [[...OUTBOX_TABLES]],
+      [queue],
     );
-    expect(grants).toEqual([...OUTBOX_TABLES].sort().map((table) => ({ table, maintain: true })));
+    expect(grants).toEqual(queue.sort().map((table) => ({ table, maintain: false })));
 
     const warnings: string[] = [];
     const collect = (notice: { message?: string }) => warnings.push(notice.message ?? '');
     as.symphony_control.on('notice', collect);
     try {
-      for (const table of OUTBOX_TABLES) {
+      for (const table of queue) {
+        for (const mode of ['ROW EXCLUSIVE', 'SHARE', 'EXCLUSIVE', 'ACCESS EXCLUSIVE']) {
+          await rolledBack(as.symphony_control, (client) =>
+            expectSqlState(client.query(`LOCK TABLE public.${table} IN ${mode} MODE`), '42501'),
+          );
+        }
         const before = await maintenanceCounts(table);
-        await as.symphony_control.query(`SELECT * FROM public.${table} LIMIT 1`);
-        await as.symphony_control.query(`ANALYZE public.${table}`);
+        await as.symphony_control.query(
+          table === 'payment_outbox_pending'
+            ? `SELECT ${PENDING_READABLE_COLUMNS} FROM public.${table} LIMIT 1`
+            : `SELECT * FROM public.${table} LIMIT 1`,
+        );
         await as.symphony_control.query(`VACUUM public.${table}`);
-        await as.symphony_control.query(`REINDEX TABLE public.${table}`);
-        expect(await maintenanceCounts(table)).toEqual({
-          vacuums: before.vacuums + 1,
-          analyzes: before.analyzes + 1,
-        });
+        await expectSqlState(as.symphony_control.query(`REINDEX TABLE public.${table}`), '42501');
+        expect(await maintenanceCounts(table)).toEqual(before);
       }
     } finally {
       as.symphony_control.off('notice', collect);
     }
-    expect(warnings).toEqual([]);
+    expect(warnings.length).toBe(queue.length);
+    expect(warnings.every((warning) => /permission denied to vacuum/.test(warning))).toBe(true);
   });
 
-  it('INV-PRIV-CONTROL-MAINTAIN: control cannot INSERT, UPDATE, DELETE or TRUNCATE an outbox table nor execute an outbox function', async () => {
+  it('INV-PRIV-CONTROL-NO-LOCK: control cannot INSERT, UPDATE, DELETE or TRUNCATE an outbox table nor execute an outbox function', async () => {
     await expectAllRefused(
       as.symphony_control,
       await statementsFor(OUTBOX_TABLES, WRITE_PRIVILEGES),
@@ -385,11 +399,17 @@ describe('security definer functions', () => {
     // Temporary objects live as long as the session: each test gets a session of its own.
     const sessions: pg.Client[] = [];
     afterAll(() => Promise.all(sessions.map((session) => session.end())));
+    // Since 0026 no runtime role may create temporary objects, so the attack cannot even
+    // start. To prove the second line of defence (the pinned search_path), the login is
+    // given TEMP of its own, as an operator might by mistake: it plants the types, then
+    // acts as the role.
     async function hijackedSessionAs(role: string) {
-      const login = await db.createLoginRole([role]);
-      const client = await login.connect(role);
+      const login = await db.createLoginRole([role], { sessionRole: null });
+      await db.owner.query(`GRANT TEMPORARY ON DATABASE ${db.name} TO ${login.name}`);
+      const client = await login.connect();
       sessions.push(client);
       await plantPgTempTypeHijack(client);
+      await client.query(`SET ROLE ${role}`);
       return client;
     }
 

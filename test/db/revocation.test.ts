@@ -29,6 +29,14 @@ function revoke(
   );
 }
 
+/** A revocation as control records it: the database sets revoked_at and revoked_by. */
+function revokeAsControl(client: Queryable, target: (typeof TABLES)[number], credential: string) {
+  return client.query(
+    `INSERT INTO public.${target.table} (${target.credential}, reason_code) VALUES ($1, 'KEY_COMPROMISE')`,
+    [credential],
+  );
+}
+
 describe('revocation tables', () => {
   async function expectAppendOnly(target: (typeof TABLES)[number]) {
     await revoke(db.owner, target, sha256(`append-only ${target.table}`));
@@ -97,7 +105,7 @@ describe('revocation tables', () => {
 describe('revocation role boundaries', () => {
   it('INV-REV-GRANTS: control records and reads revocations but cannot change or remove them', async () => {
     for (const target of TABLES) {
-      await revoke(as.symphony_control, target, sha256(`control ${target.table}`));
+      await revokeAsControl(as.symphony_control, target, sha256(`control ${target.table}`));
       await as.symphony_control.query(`SELECT * FROM public.${target.table}`);
       await expectSqlState(
         as.symphony_control.query(`UPDATE public.${target.table} SET reason_code = 'X'`),

@@ -143,13 +143,13 @@ export const MUTATIONS: ProofMutation[] = [
     sql: 'GRANT SELECT ON public.participant_outbox_sequences TO symphony_readonly, symphony_auditor;',
   },
   {
-    row: 'INV-PRIV-CONTROL-MAINTAIN',
-    removes: "control's MAINTAIN on the outbox tables",
-    sql: `REVOKE MAINTAIN ON public.payment_outbox_pending, public.payment_outbox_attempts,
-            public.participant_outbox_sequences FROM symphony_control;`,
+    row: 'INV-PRIV-CONTROL-NO-LOCK',
+    removes: "0028's revocation of control's MAINTAIN on the queue",
+    sql: `GRANT MAINTAIN ON public.payment_outbox_pending, public.payment_outbox_attempts,
+            public.participant_outbox_sequences, public.payment_outbox_items TO symphony_control;`,
   },
   {
-    row: 'INV-PRIV-CONTROL-MAINTAIN',
+    row: 'INV-PRIV-CONTROL-NO-LOCK',
     removes: 'a direct write grant to control',
     sql: 'GRANT INSERT ON public.payment_outbox_attempts TO symphony_control;',
   },
@@ -216,7 +216,7 @@ export const MUTATIONS: ProofMutation[] = [
   {
     row: 'INV-ENQUEUE-IDEMPOTENT',
     removes: 'the advisory lock in enqueue_payment_outbox and the key index of the item record',
-    sql: `${rewriteFunction(ENQUEUE, 'PERFORM pg_advisory_xact_lock(', 'PERFORM pg_catalog.abs(')}
+    sql: `${rewriteFunction(ENQUEUE, 'PERFORM public.schema_xact_lock(', 'PERFORM pg_catalog.concat(')}
           DROP INDEX public.ux_items_idempotency_key;`,
   },
   {
@@ -290,7 +290,7 @@ export const MUTATIONS: ProofMutation[] = [
   {
     row: 'INV-COMPLETE-LEASE-FENCED',
     removes: 'the expiry check of the completion fence',
-    sql: rewriteFunction(COMPLETE, 'AND p.lease_expires_at > now()', ''),
+    sql: rewriteFunction(COMPLETE, 'AND p.lease_expires_at > clock_timestamp()', ''),
   },
   {
     row: 'INV-COMPLETE-ONCE',
@@ -469,7 +469,7 @@ export const MUTATIONS: ProofMutation[] = [
   {
     row: 'INV-ATT-NO-FORK',
     removes: 'the per-stream advisory lock and the (stream_id, prev_hash) uniqueness',
-    sql: `${rewriteFunction('lock_ingress_attestation_stream(text)', 'SELECT pg_advisory_xact_lock(7301, hashtext(p_stream_id))', 'SELECT')}
+    sql: `${rewriteFunction('lock_ingress_attestation_stream(text)', "SELECT public.schema_xact_lock('ingress attestation stream', 7301, hashtext(p_stream_id))", 'SELECT')}
           ALTER TABLE public.ingress_attestations DROP CONSTRAINT ux_attestation_stream_prev_hash;`,
   },
   {
@@ -590,7 +590,11 @@ export const MUTATIONS: ProofMutation[] = [
   {
     row: 'INV-ENQUEUE-BATCH-IDEMPOTENT-GAPLESS',
     removes: 'the advisory locks of the batch enqueue',
-    sql: rewriteFunction(ENQUEUE_BATCH, 'PERFORM pg_advisory_xact_lock(v_lock_key);', 'NULL;'),
+    sql: rewriteFunction(
+      ENQUEUE_BATCH,
+      "PERFORM public.schema_xact_lock('idempotency key', v_lock_key);",
+      'NULL;',
+    ),
   },
   {
     row: 'INV-ENQUEUE-BATCH-EXISTING',
@@ -1030,6 +1034,120 @@ export const MUTATIONS: ProofMutation[] = [
       'IF v_new.breaker_max_cooldown_seconds < v_new.breaker_cooldown_seconds THEN',
       'IF false THEN',
     ),
+  },
+  // ---- Security hardening (0025–0029, issue 12)
+  {
+    row: 'INV-SCHEMA-LOCK-BOUNDED',
+    removes: 'the bound on the idempotency-key lock wait (lock_timeout 0: wait for ever)',
+    sql: rewriteFunction(
+      'schema_xact_lock(text,bigint)',
+      "PERFORM set_config('lock_timeout', public.schema_lock_timeout(), true);",
+      "PERFORM set_config('lock_timeout', '0', true);",
+    ),
+  },
+  {
+    row: 'INV-DB-NO-TEMP',
+    removes: "0026's REVOKE TEMPORARY on the database",
+    sql: `DO $$ BEGIN EXECUTE format('GRANT TEMPORARY ON DATABASE %I TO PUBLIC', current_database()); END $$;`,
+  },
+  {
+    row: 'INV-DB-NO-LARGE-OBJECTS',
+    removes: "0026's REVOKE EXECUTE on lo_create",
+    sql: 'GRANT EXECUTE ON FUNCTION pg_catalog.lo_create(oid) TO PUBLIC;',
+  },
+  {
+    row: 'INV-OWNER-NOT-LOGIN',
+    removes: 'the hand-over of one table to symphony_owner (it stays with the migrating superuser)',
+    sql: 'ALTER TABLE public.outbox_pauses OWNER TO CURRENT_USER;',
+  },
+  {
+    row: 'INV-POL-INSERT-ACTIVE',
+    removes: 'the ACTIVE-only check on inserted policies',
+    sql: rewriteFunction(
+      'policy_versions_validate_insert()',
+      "IF NEW.status IS DISTINCT FROM 'ACTIVE' THEN",
+      'IF false THEN',
+    ),
+  },
+  {
+    row: 'INV-POL-CHECKSUM-FORMAT',
+    removes: 'the sha256 format check on inserted policies',
+    sql: rewriteFunction(
+      'policy_versions_validate_insert()',
+      "IF NEW.checksum !~ '^[0-9a-f]{64}$' THEN",
+      'IF false THEN',
+    ),
+  },
+  {
+    row: 'INV-CONTROL-SERVER-TIME',
+    removes: 'the server-time check on revocations',
+    sql: rewriteFunction(
+      'revocations_validate_author()',
+      'IF NEW.revoked_at IS DISTINCT FROM now() THEN',
+      'IF false THEN',
+    ),
+  },
+  {
+    row: 'INV-REV-AUTHOR',
+    removes: 'the session-user check on revoked_by',
+    sql: rewriteFunction(
+      'revocations_validate_author()',
+      'IF NEW.revoked_by IS DISTINCT FROM session_user THEN',
+      'IF false THEN',
+    ),
+  },
+  {
+    row: 'INV-ATT-RECEIVED-AT',
+    removes: 'the bound on received_at',
+    sql: rewriteFunction(
+      'ingress_attestations_link_chain()',
+      `IF NEW.received_at IS NULL OR NOT isfinite(NEW.received_at)
+     OR NEW.received_at < v_now - interval '1 hour'
+     OR NEW.received_at > v_now + interval '5 minutes' THEN`,
+      'IF false THEN',
+    ),
+  },
+  {
+    row: 'INV-ATT-STREAM-WRITER',
+    removes: 'the stream-writer check',
+    sql: rewriteFunction(
+      'ingress_attestations_link_chain()',
+      'IF v_writer IS DISTINCT FROM session_user AND v_writer IS NOT NULL THEN',
+      'IF false THEN',
+    ),
+  },
+  {
+    row: 'INV-ATT-LOSSLESS-TIME',
+    removes: "v2's exact encoding of received_at (back to 0011's rendering)",
+    sql: rewriteFunction(
+      'ingress_attestation_canonical(ingress_attestations)',
+      'extract(epoch FROM a.received_at)::text,',
+      `to_char(a.received_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),`,
+    ),
+  },
+  {
+    row: 'INV-LEASE-TOKEN-HIDDEN',
+    removes: 'the column-level SELECT that leaves lease_token out',
+    sql: 'GRANT SELECT (lease_token) ON public.payment_outbox_pending TO symphony_readonly;',
+  },
+  {
+    row: 'INV-ATTEMPT-COMPLETED-BY',
+    removes: 'the session_user default of completed_by',
+    sql: 'ALTER TABLE public.payment_outbox_attempts ALTER COLUMN completed_by DROP DEFAULT;',
+  },
+  {
+    row: 'INV-COMPLETE-FENCE-CLOCK',
+    removes: 'the clock-time fence of complete_outbox_attempt (back to now())',
+    sql: rewriteFunction(
+      COMPLETE,
+      'AND p.lease_expires_at > clock_timestamp()',
+      'AND p.lease_expires_at > now()',
+    ),
+  },
+  {
+    row: 'INV-PRIV-MATRIX',
+    removes: 'the matrix itself: one grant more than declared',
+    sql: 'GRANT SELECT ON public.outbox_limits TO symphony_ingest;',
   },
 ];
 

@@ -48,13 +48,36 @@ async function asAdmin<T>(work: (client: pg.Client) => Promise<T>): Promise<T> {
 }
 
 /**
+ * CREATE DATABASE copies a template's contents but not its database-level privileges
+ * (pg_database.datacl, e.g. 0026's REVOKE TEMPORARY ... FROM PUBLIC): carry them over, so
+ * the copy grants what a database migrated in place would.
+ */
+async function copyDatabasePrivileges(client: pg.Client, template: string, name: string) {
+  const { rows } = await client.query<{ grantee: string; privilege: string }>(
+    `SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END AS grantee,
+            a.privilege_type AS privilege
+       FROM pg_catalog.pg_database d
+      CROSS JOIN LATERAL aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
+      WHERE d.datname = $1 AND a.grantee <> d.datdba`,
+    [template],
+  );
+  await client.query(`REVOKE ALL ON DATABASE ${name} FROM PUBLIC`);
+  for (const { grantee, privilege } of rows) {
+    await client.query(`GRANT ${privilege} ON DATABASE ${name} TO ${grantee}`);
+  }
+}
+
+/**
  * A database of this test file's own: a copy of the migrated template, or an empty
  * one for the migration runner's tests. Dropped, with its login roles, after the file.
  */
 export async function freshDatabase(options: { empty?: boolean } = {}): Promise<TestDatabase> {
   const name = `t_${uniqueSuffix()}`;
   const template = options.empty ? 'template0' : TEMPLATE_DATABASE;
-  await asAdmin((client) => client.query(`CREATE DATABASE ${name} TEMPLATE ${template}`));
+  await asAdmin(async (client) => {
+    await client.query(`CREATE DATABASE ${name} TEMPLATE ${template}`);
+    await copyDatabasePrivileges(client, template, name);
+  });
   const ownerUrl = withDatabaseName(adminUrl(), name);
   const owner = new pg.Pool({ connectionString: ownerUrl, max: 10 });
   // Tests cut connections on purpose (pg_terminate_backend); an idle pooled client that

@@ -2,6 +2,7 @@ import pg from 'pg';
 import { readMigrationFiles, MIGRATIONS_DIR, type MigrationFile } from './files.ts';
 import { lintMigrationSql } from './lint.ts';
 import { splitStatements } from './sql-statements.ts';
+import { assignSchemaOwner } from './ownership.ts';
 
 /** Any constant works; it only has to be the same for every runner of this schema. */
 const MIGRATION_LOCK_KEY = 7_316_150_001;
@@ -125,6 +126,7 @@ async function applyInTransaction(client: pg.Client, file: MigrationFile): Promi
   await client.query('BEGIN');
   try {
     await client.query(file.sql);
+    await assignSchemaOwner(client);
     await recordInLedger(client, file);
     await client.query('COMMIT');
   } catch (error) {
@@ -175,6 +177,7 @@ async function applyWithoutTransaction(client: pg.Client, file: MigrationFile): 
     }
   }
   try {
+    await assignSchemaOwner(client);
     await recordInLedger(client, file);
   } catch (error) {
     throw failure(file, error, 'Its statements ran but the ledger row was not written.');
