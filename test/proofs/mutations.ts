@@ -959,6 +959,19 @@ export const MUTATIONS: ProofMutation[] = [
       },
     ],
   },
+  {
+    row: 'INV-NOTIFY-WAKEUP-ONLY',
+    removes:
+      'the payload-blind wake-up (pg-listen parsed every payload and marked the listener down on garbage)',
+    patches: [
+      {
+        file: 'src/db/notification-listener.ts',
+        find: 'if (message.channel === channel) onNotification();',
+        replace:
+          "if (message.channel === channel) { try { JSON.parse(message.payload ?? 'null'); onNotification(); } catch { this.lost(client, `unparseable payload ${message.payload}`); } }",
+      },
+    ],
+  },
 ];
 
 /** Rows with no mutation, and why. */
