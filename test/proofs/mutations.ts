@@ -972,6 +972,17 @@ export const MUTATIONS: ProofMutation[] = [
       },
     ],
   },
+  {
+    row: 'INV-MIG-LOCK-BOUNDED',
+    removes: "the deadline of migrate's wait for its advisory lock",
+    patches: [
+      {
+        file: 'src/db/migrate/runner.ts',
+        find: 'if (Date.now() >= deadline) {',
+        replace: 'if (Date.now() >= deadline && waitMs < 0) {',
+      },
+    ],
+  },
 ];
 
 /** Rows with no mutation, and why. */
