@@ -983,6 +983,13 @@ export const MUTATIONS: ProofMutation[] = [
       },
     ],
   },
+  {
+    row: 'INV-LOGIN-NO-TAKEOVER',
+    removes: 'the refusal of a role create-login did not make',
+    patches: [
+      { file: 'src/db/roles.ts', find: 'if (ours || spec.force) return;', replace: 'return;' },
+    ],
+  },
 ];
 
 /** Rows with no mutation, and why. */
