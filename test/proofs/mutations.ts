@@ -990,6 +990,17 @@ export const MUTATIONS: ProofMutation[] = [
       { file: 'src/db/roles.ts', find: 'if (ours || spec.force) return;', replace: 'return;' },
     ],
   },
+  {
+    row: 'INV-LOCAL-SUPERUSER-RANDOM',
+    removes: 'the random superuser password of an embedded cluster',
+    patches: [
+      {
+        file: 'src/embedded/postgres.ts',
+        find: "const password = randomBytes(18).toString('base64url');",
+        replace: "const password = 'embedded-superuser';",
+      },
+    ],
+  },
 ];
 
 /** Rows with no mutation, and why. */
