@@ -17,7 +17,9 @@ RUN npm run build \
  && rm -rf src tsconfig.json tsconfig.build.json
 
 FROM node:24.11.1-bookworm-slim AS runtime
-# SYMPHONY_HTTP_HOST/PORT: the /metrics, /healthz and /readyz server (src/config.ts).
+# SYMPHONY_HTTP_HOST/PORT: the /metrics, /healthz and /readyz server (src/config.ts). The
+# relayer's own default is 127.0.0.1; a container must bind 0.0.0.0 for the kubelet and
+# Prometheus. They have no authentication: a network policy decides who connects (SECURITY.md).
 ENV NODE_ENV=production \
     SYMPHONY_HTTP_HOST=0.0.0.0 \
     SYMPHONY_HTTP_PORT=9464

@@ -245,8 +245,8 @@ const SETTINGS = {
   ),
   SYMPHONY_HTTP_HOST: setting(
     matching(/^[A-Za-z0-9.:[\]-]{1,253}$/, 'a host name or IP address'),
-    '0.0.0.0',
-    'Address of the /metrics, /healthz and /readyz server.',
+    '127.0.0.1',
+    'Address of the /metrics, /healthz and /readyz server. They have no authentication: the default keeps them on loopback; in a container set 0.0.0.0 (the image does) and let a network policy decide who may connect.',
   ),
   SYMPHONY_HTTP_PORT: setting(integer(0, 65_535), '9464', 'Port of that server; 0 disables it.'),
   SYMPHONY_QUEUE_STATS_INTERVAL_MS: setting(

@@ -49,7 +49,7 @@ describe('loadConfig defaults', () => {
       repairBatchSize: 100,
       retry: { baseMs: 1000, maxMs: 300000, jitter: 0.2 },
       shutdownGraceMs: 20000,
-      http: { host: '0.0.0.0', port: 9464 },
+      http: { host: '127.0.0.1', port: 9464 },
       queueStatsIntervalMs: 5000,
       railsSource: 'default',
       logLevel: 'info',

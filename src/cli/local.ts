@@ -50,18 +50,21 @@ async function prepareDatabase(adminUrl: string) {
   await admin.connect();
   try {
     await seedPolicy(admin, { file: DEVELOPMENT_POLICY });
-    // Fresh passwords every start: they live only in this process.
+    // Fresh passwords every start: they live only in this process. force: this cluster is
+    // local's own, and data directories made before the login marker hold unmarked logins.
     const relayPassword = randomBytes(18).toString('base64url');
     const producerPassword = randomBytes(18).toString('base64url');
     await ensureLoginRole(admin, {
       name: RELAY_LOGIN,
       password: relayPassword,
       actsAs: 'symphony_executor',
+      force: true,
     });
     await ensureLoginRole(admin, {
       name: PRODUCER_LOGIN,
       password: producerPassword,
       actsAs: 'symphony_ingest',
+      force: true,
     });
     return {
       relayUrl: withLogin(adminUrl, RELAY_LOGIN, relayPassword),

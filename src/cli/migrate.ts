@@ -1,6 +1,19 @@
 import type { Command } from 'commander';
-import { migrate, migrationStatus } from '../db/migrate/runner.ts';
-import { requireDatabaseUrl } from './errors.ts';
+import { DEFAULT_MIGRATION_LOCK_WAIT_MS, migrate, migrationStatus } from '../db/migrate/runner.ts';
+import { CliError, requireDatabaseUrl } from './errors.ts';
+
+const MAX_LOCK_WAIT_SECONDS = 86_400;
+
+function lockWaitMs(value: string): number {
+  const seconds = Number(value);
+  if (!/^\d+$/.test(value) || seconds < 1 || seconds > MAX_LOCK_WAIT_SECONDS) {
+    throw new CliError(
+      `--lock-wait "${value}" is invalid: expected whole seconds from 1 to ${MAX_LOCK_WAIT_SECONDS}`,
+      2,
+    );
+  }
+  return seconds * 1000;
+}
 
 export function registerMigrateCommand(program: Command): void {
   program
@@ -10,7 +23,13 @@ export function registerMigrateCommand(program: Command): void {
     )
     .option('--database-url <url>', 'owner connection string (default: $DATABASE_URL)')
     .option('--status', 'list applied and pending migrations with their checksums; apply nothing')
-    .action(async (options: { databaseUrl?: string; status?: boolean }) => {
+    .option(
+      '--lock-wait <seconds>',
+      'longest wait for the migration lock held by another runner (or any session); then fail naming the holder',
+      String(DEFAULT_MIGRATION_LOCK_WAIT_MS / 1000),
+    )
+    .action(async (options: { databaseUrl?: string; status?: boolean; lockWait: string }) => {
+      const waitMs = lockWaitMs(options.lockWait);
       const url = requireDatabaseUrl(options.databaseUrl, 'migrate');
       if (options.status) {
         const rows = await migrationStatus(url);
@@ -25,6 +44,7 @@ export function registerMigrateCommand(program: Command): void {
         return;
       }
       const result = await migrate(url, {
+        lockWaitMs: waitMs,
         onApplied: (file, millis) => console.log(`applied  ${file.fileName}  (${millis} ms)`),
       });
       console.log(

@@ -75,7 +75,11 @@ export function registerMockRailCommand(program: Command): void {
         'the same reference; runs until SIGTERM or SIGINT, then prints its counters and exits 0',
     )
     .option('--port <port>', 'TCP port to listen on (0 = any free port)', '8080')
-    .option('--host <address>', 'address to bind', '0.0.0.0')
+    .option(
+      '--host <address>',
+      'address to bind (0.0.0.0 to serve other hosts or containers, as the compose stack does)',
+      '127.0.0.1',
+    )
     .option('--latency-ms <ms>', 'response delay: fixed ("40") or a uniform range ("10-200")', '0')
     .option(
       '--failure-rate <share>',

@@ -157,7 +157,10 @@ export async function startRuntime(
           });
     if (server) {
       started.push(() => server.close());
-      log.info({ event: 'http_listening', port: server.port }, 'metrics and probes listening');
+      log.info(
+        { event: 'http_listening', host: server.host, port: server.port },
+        'metrics and probes listening',
+      );
     }
     await relayer.start();
     let stopping: Promise<ShutdownReport> | undefined;

@@ -81,6 +81,16 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
         throw failure('could not be initialised', error.message);
       },
     );
+  } else if ((await storedSuperuserPassword(options.dataDir)) === undefined) {
+    await replaceSuperuserPassword(
+      binaries.postgres,
+      options.dataDir,
+      password,
+      user,
+      remember,
+    ).catch((error: Error) => {
+      throw failure('could not be given a superuser password', error.message);
+    });
   }
   const server = spawn(
     binaries.postgres,
@@ -108,7 +118,12 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
     await exited;
     throw failure('did not start', (error as Error).message);
   }
-  const storedPassword = await superuserPassword(options.dataDir);
+  const storedPassword = await storedSuperuserPassword(options.dataDir);
+  if (storedPassword === undefined) {
+    server.kill('SIGINT');
+    await exited;
+    throw failure('has no superuser password file', `${SUPERUSER_PASSWORD_FILE} is missing`);
+  }
   return {
     adminUrl: `postgres://${SUPERUSER}:${encodeURIComponent(storedPassword)}@127.0.0.1:${port}/postgres`,
     port,
@@ -182,18 +197,46 @@ async function initialise(
 }
 
 /**
- * The superuser's password, kept beside the cluster (root- or owner-readable only) so a
- * persistent data directory can be started again. Loopback only, a development database.
+ * The superuser's password: random per data directory, kept beside the cluster (readable by
+ * its owner only) so a persistent data directory can be started again. Loopback only, a
+ * development database; there is no fixed password anywhere.
  */
 const SUPERUSER_PASSWORD_FILE = 'symphony-superuser-password';
 
-/** The fixed password of clusters initialised before the password was kept beside them. */
-const LEGACY_SUPERUSER_PASSWORD = 'embedded-superuser';
+async function storedSuperuserPassword(dataDir: string): Promise<string | undefined> {
+  return readFile(path.join(dataDir, SUPERUSER_PASSWORD_FILE), 'utf8').catch(() => undefined);
+}
 
-async function superuserPassword(dataDir: string): Promise<string> {
-  return readFile(path.join(dataDir, SUPERUSER_PASSWORD_FILE), 'utf8').catch(
-    () => LEGACY_SUPERUSER_PASSWORD,
-  );
+/**
+ * A cluster without the password file (initialised by an older version, which used one fixed
+ * password for every data directory) gets a fresh random one before the server starts:
+ * single-user mode needs no password, and the statement travels on stdin, never in argv.
+ */
+async function replaceSuperuserPassword(
+  postgres: string,
+  dataDir: string,
+  password: string,
+  user: ServerUser | undefined,
+  log: (line: string) => void,
+): Promise<void> {
+  const child = spawn(postgres, ['--single', '-D', dataDir, 'postgres'], {
+    ...(user ?? {}),
+    env: { ...process.env, LC_MESSAGES: 'C' },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.on('data', () => undefined);
+    child.stderr.on('data', (chunk: Buffer) => log(chunk.toString('utf8')));
+    child.once('error', reject);
+    child.once('close', (code, signal) =>
+      code === 0
+        ? resolve()
+        : reject(new Error(`single-user postgres exited with ${code ?? signal}`)),
+    );
+    // Base64url has no quote or backslash, so the literal needs no escaping.
+    child.stdin.end(`ALTER ROLE ${SUPERUSER} PASSWORD '${password}'\n`);
+  });
+  await writeFile(path.join(dataDir, SUPERUSER_PASSWORD_FILE), password, { mode: 0o600 });
 }
 
 function untilReady(server: ChildProcess, log: (line: string) => void): Promise<void> {

@@ -106,6 +106,7 @@ export class RelayerMetrics {
   /** Rail labels are bounded: configured rails by name, everything else as `other`. */
   private configuredRails: ReadonlySet<string> = new Set();
   private readonly listenerConnected: Gauge;
+  private readonly notificationsReceived: Counter;
   private readonly workerUp: Gauge;
   private readonly loopLastTick: Gauge;
 
@@ -247,6 +248,11 @@ export class RelayerMetrics {
       help: '1 while the LISTEN outbox_pending connection is up, else 0 (the worker falls back to polling).',
       registers,
     });
+    this.notificationsReceived = new Counter({
+      name: `${PREFIX}notifications_received_total`,
+      help: 'NOTIFY outbox_pending messages received; each is only a wake-up (any login may send one, the payload is never read).',
+      registers,
+    });
 
     const poolStats = options.poolStats;
     new Gauge({
@@ -378,6 +384,10 @@ export class RelayerMetrics {
 
   wakeup(source: WakeupSource): void {
     this.wakeups.inc({ source });
+  }
+
+  notificationReceived(): void {
+    this.notificationsReceived.inc();
   }
 
   setSlots(inFlight: number, free: number): void {

@@ -32,6 +32,8 @@ export interface ObservabilityServerOptions {
 }
 
 export interface ObservabilityServer {
+  /** The address actually bound, as the socket reports it. */
+  host: string;
   port: number;
   close(): Promise<void>;
 }
@@ -111,8 +113,9 @@ export async function startObservabilityServer(
     });
   });
 
-  const { port } = server.address() as AddressInfo;
+  const { address, port } = server.address() as AddressInfo;
   return {
+    host: address,
     port,
     close: () =>
       new Promise<void>((resolve, reject) => {

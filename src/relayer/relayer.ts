@@ -113,7 +113,10 @@ export class Relayer {
       listenConnectionString: options.listenConnectionString,
       pollIntervalMs: options.pollIntervalMs,
       logger,
-      onWake: (source) => this.wake(source),
+      onWake: (source) => {
+        if (source === 'notify') metrics.notificationReceived();
+        this.wake(source);
+      },
       onListenerState: (connected) => metrics.setListenerConnected(connected),
     });
     this.repairer = new Ticker(

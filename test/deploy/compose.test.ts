@@ -74,6 +74,15 @@ describe('docker-compose.yml', () => {
     expect(relayer).toContain('http://mock-rail:8080');
   });
 
+  it('exposes no Prometheus lifecycle API and binds the relayer probes and mock rail for the compose network only', async () => {
+    const result = await compose(exampleEnv, ['config']);
+    expect(result.code, result.stderr).toBe(0);
+    expect(serviceBlock(result.stdout, 'prometheus')).not.toContain('--web.enable-lifecycle');
+    expect(serviceBlock(result.stdout, 'relayer')).toContain('SYMPHONY_HTTP_HOST: 0.0.0.0');
+    expect(serviceBlock(result.stdout, 'relayer')).not.toMatch(/^\s+ports:/m);
+    expect(serviceBlock(result.stdout, 'mock-rail')).toMatch(/- --host\n\s+- 0\.0\.0\.0/);
+  });
+
   it('takes every secret as a file: no password or connection string in the rendered config', async () => {
     const result = await compose(exampleEnv, ['config']);
     expect(result.code, result.stderr).toBe(0);

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
 import { Deployment } from 'kubernetes-models/apps/v1';
 import { Job } from 'kubernetes-models/batch/v1';
+import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
 import { ConfigMap, Service, ServiceAccount } from 'kubernetes-models/v1';
 import { ScaledObject } from '@kubernetes-models/keda/keda.sh/v1alpha1';
 import { PodMonitor, PrometheusRule } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
@@ -21,6 +22,7 @@ const MODELS: Record<string, new (data: never) => { validate(): void }> = {
   'apps/v1/Deployment': Deployment,
   'batch/v1/Job': Job,
   'policy/v1/PodDisruptionBudget': PodDisruptionBudget,
+  'networking.k8s.io/v1/NetworkPolicy': NetworkPolicy,
   'keda.sh/v1alpha1/ScaledObject': ScaledObject,
   'monitoring.coreos.com/v1/PodMonitor': PodMonitor,
   'monitoring.coreos.com/v1/PrometheusRule': PrometheusRule,
@@ -64,8 +66,9 @@ describe('deploy/kubernetes (kustomize base + example overlay)', () => {
 
   it('renders every object, each valid against its Kubernetes, KEDA or Prometheus Operator schema', () => {
     expect(manifests.map((m) => m.kind).sort()).toEqual(
-      ['ConfigMap', 'ConfigMap', 'ConfigMap', 'Deployment', 'Job', 'Job', 'PodDisruptionBudget',
-        'PodMonitor', 'PrometheusRule', 'ScaledObject', 'Service', 'ServiceAccount'],
+      ['ConfigMap', 'ConfigMap', 'ConfigMap', 'Deployment', 'Job', 'Job', 'NetworkPolicy',
+        'PodDisruptionBudget', 'PodMonitor', 'PrometheusRule', 'ScaledObject', 'Service',
+        'ServiceAccount'],
     );
     for (const manifest of manifests) expect(() => validate(manifest)).not.toThrow();
     // The validator bites: a wrong type is refused.
@@ -91,6 +94,32 @@ describe('deploy/kubernetes (kustomize base + example overlay)', () => {
     expect(Number(pod.terminationGracePeriodSeconds) * 1000).toBeGreaterThan(
       Number(config.data.SYMPHONY_SHUTDOWN_GRACE_MS) + 5_000,
     );
+  });
+
+  it('binds the unauthenticated probes on the pod IP and admits only Prometheus to them, on the metrics port', () => {
+    const config = find('ConfigMap', 'symphony-relay-config') as unknown as { data: Record<string, string> };
+    expect(config.data.SYMPHONY_HTTP_HOST).toBe('0.0.0.0');
+    const policy = find('NetworkPolicy', 'symphony-relay') as unknown as {
+      spec: { podSelector: unknown; policyTypes: string[]; ingress: { from: unknown[]; ports: unknown[] }[] };
+    };
+    const deployment = find('Deployment', 'symphony-relay') as unknown as {
+      spec: { template: { metadata: { labels: Record<string, string> } } };
+    };
+    expect(policy.spec.podSelector).toEqual({ matchLabels: deployment.spec.template.metadata.labels });
+    expect(policy.spec.policyTypes).toEqual(['Ingress']);
+    expect(policy.spec.ingress).toEqual([
+      {
+        from: [
+          {
+            namespaceSelector: {},
+            podSelector: {
+              matchExpressions: [{ key: 'app.kubernetes.io/name', operator: 'In', values: ['prometheus'] }],
+            },
+          },
+        ],
+        ports: [{ port: 'metrics', protocol: 'TCP' }],
+      },
+    ]);
   });
 
   it('takes secrets only by reference and bootstraps every login (relay, ingest, readonly)', () => {

@@ -27,6 +27,7 @@ const EXPECTED_METRICS: Record<string, 'counter' | 'gauge' | 'histogram'> = {
   symphony_relay_dispatch_paused: 'gauge',
   symphony_relay_rail_breaker_state: 'gauge',
   symphony_relay_listener_connected: 'gauge',
+  symphony_relay_notifications_received_total: 'counter',
   symphony_relay_db_pool_connections: 'gauge',
   symphony_relay_db_pool_waiting_requests: 'gauge',
   symphony_relay_worker_up: 'gauge',

@@ -1149,6 +1149,48 @@ export const MUTATIONS: ProofMutation[] = [
     removes: 'the matrix itself: one grant more than declared',
     sql: 'GRANT SELECT ON public.outbox_limits TO symphony_ingest;',
   },
+  {
+    row: 'INV-NOTIFY-WAKEUP-ONLY',
+    removes:
+      'the payload-blind wake-up (pg-listen parsed every payload and marked the listener down on garbage)',
+    patches: [
+      {
+        file: 'src/db/notification-listener.ts',
+        find: 'if (message.channel === channel) onNotification();',
+        replace:
+          "if (message.channel === channel) { try { JSON.parse(message.payload ?? 'null'); onNotification(); } catch { this.lost(client, `unparseable payload ${message.payload}`); } }",
+      },
+    ],
+  },
+  {
+    row: 'INV-MIG-LOCK-BOUNDED',
+    removes: "the deadline of migrate's wait for its advisory lock",
+    patches: [
+      {
+        file: 'src/db/migrate/runner.ts',
+        find: 'if (Date.now() >= deadline) {',
+        replace: 'if (Date.now() >= deadline && waitMs < 0) {',
+      },
+    ],
+  },
+  {
+    row: 'INV-LOGIN-NO-TAKEOVER',
+    removes: 'the refusal of a role create-login did not make',
+    patches: [
+      { file: 'src/db/roles.ts', find: 'if (ours || spec.force) return;', replace: 'return;' },
+    ],
+  },
+  {
+    row: 'INV-LOCAL-SUPERUSER-RANDOM',
+    removes: 'the random superuser password of an embedded cluster',
+    patches: [
+      {
+        file: 'src/embedded/postgres.ts',
+        find: "const password = randomBytes(18).toString('base64url');",
+        replace: "const password = 'embedded-superuser';",
+      },
+    ],
+  },
 ];
 
 /** Rows with no mutation, and why. */

@@ -41,3 +41,36 @@ describe('probes of a running relayer', () => {
     }
   });
 });
+
+describe('where the probes listen', () => {
+  it('binds /metrics, /healthz and /readyz to loopback unless SYMPHONY_HTTP_HOST says otherwise (they have no authentication)', async () => {
+    const target = await relayerDatabase();
+    const rail = await startRailServer();
+    const port = await freePort();
+    const env = target.env({
+      SYMPHONY_RAILS: httpRails(rail.url),
+      SYMPHONY_HTTP_PORT: String(port),
+    });
+    delete env.SYMPHONY_HTTP_HOST;
+    const relayer = await startRelayer(env);
+    try {
+      expect(relayer.server?.host).toBe('127.0.0.1');
+      expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
+    } finally {
+      await relayer.stop();
+    }
+    const everywhere = await startRelayer(
+      target.env({
+        SYMPHONY_RAILS: httpRails(rail.url),
+        SYMPHONY_HTTP_HOST: '0.0.0.0',
+        SYMPHONY_HTTP_PORT: String(await freePort()),
+      }),
+    );
+    try {
+      expect(everywhere.server?.host).toBe('0.0.0.0');
+    } finally {
+      await everywhere.stop();
+      await rail.close();
+    }
+  });
+});

@@ -5,7 +5,7 @@ import { splitStatements } from './sql-statements.ts';
 import { assignSchemaOwner } from './ownership.ts';
 
 /** Any constant works; it only has to be the same for every runner of this schema. */
-const MIGRATION_LOCK_KEY = 7_316_150_001;
+export const MIGRATION_LOCK_KEY = 7_316_150_001;
 
 const LEDGER_DDL = `
 CREATE TABLE IF NOT EXISTS public.schema_migrations (
@@ -28,6 +28,11 @@ export class MigrationError extends Error {
 
 export interface MigrateOptions {
   dir?: string;
+  /**
+   * Longest wait for the migration lock (another runner, or any session holding its key);
+   * then migrate fails naming the holder. Default DEFAULT_MIGRATION_LOCK_WAIT_MS.
+   */
+  lockWaitMs?: number;
   /** Called once per file applied; the CLI prints it. */
   onApplied?: (file: MigrationFile, millis: number) => void;
 }
@@ -185,20 +190,81 @@ async function applyWithoutTransaction(client: pg.Client, file: MigrationFile): 
 }
 
 const LOCK_POLL_MILLIS = 100;
+/** A whole chain applies in seconds; a wait this long means a stuck or hostile holder. */
+export const DEFAULT_MIGRATION_LOCK_WAIT_MS = 60_000;
+
+/** migrate gave up waiting for the migration lock; the message names who holds it. */
+export class MigrationLockTimeout extends Error {
+  constructor(
+    message: string,
+    readonly holderPid: number | undefined,
+  ) {
+    super(message);
+    this.name = 'MigrationLockTimeout';
+  }
+}
+
+interface LockHolder {
+  pid: number;
+  usename: string | null;
+  application_name: string | null;
+  client_addr: string | null;
+  state: string | null;
+}
+
+/** The session holding the migration lock in this database, as far as pg_locks tells. */
+async function migrationLockHolder(client: pg.Client): Promise<LockHolder | undefined> {
+  // A bigint advisory key is stored as classid (high 32 bits), objid (low 32 bits), objsubid 1.
+  const { rows } = await client.query<LockHolder>(
+    `SELECT l.pid, a.usename::text, a.application_name, a.client_addr::text, a.state
+       FROM pg_catalog.pg_locks l
+       LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+      WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+        AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
+        AND l.classid = ($1::bigint >> 32)::oid AND l.objid = ($1::bigint & 4294967295)::oid
+      LIMIT 1`,
+    [MIGRATION_LOCK_KEY],
+  );
+  return rows[0];
+}
+
+function describeHolder(holder: LockHolder | undefined): string {
+  if (!holder) return 'a session that released it as we looked';
+  const details = [
+    holder.usename ? `role ${holder.usename}` : undefined,
+    holder.application_name ? `application "${holder.application_name}"` : undefined,
+    holder.client_addr ? `from ${holder.client_addr}` : undefined,
+    holder.state ? `state ${holder.state}` : undefined,
+  ].filter(Boolean);
+  return `pid ${holder.pid}${details.length > 0 ? ` (${details.join(', ')})` : ''}`;
+}
 
 /**
  * Polls instead of blocking in pg_advisory_lock: a runner blocked inside that statement
  * holds a snapshot, and CREATE INDEX CONCURRENTLY in the lock holder's no-transaction
  * migration waits for every older snapshot to end, so the two would deadlock. Between
- * polls a waiting runner holds nothing.
+ * polls a waiting runner holds nothing. The key is computable by anyone who can read this
+ * file and any login may take an advisory lock, so the wait is bounded and the failure
+ * names the holder.
  */
-async function acquireMigrationLock(client: pg.Client): Promise<void> {
+async function acquireMigrationLock(client: pg.Client, waitMs: number): Promise<void> {
+  const deadline = Date.now() + waitMs;
   for (;;) {
     const { rows } = await client.query<{ locked: boolean }>(
       'SELECT pg_try_advisory_lock($1) AS locked',
       [MIGRATION_LOCK_KEY],
     );
     if (rows[0]?.locked) return;
+    if (Date.now() >= deadline) {
+      const holder = await migrationLockHolder(client);
+      throw new MigrationLockTimeout(
+        `migrate waited ${Math.round(waitMs / 1000)} s for the migration lock (advisory lock ${MIGRATION_LOCK_KEY} ` +
+          `in database ${client.database ?? '?'}) and gave up: it is held by ${describeHolder(holder)}. ` +
+          'If another migrate is running, let it finish and run migrate again; otherwise end that session ' +
+          `(SELECT pg_terminate_backend(${holder?.pid ?? '<pid>'}) as a superuser) and run migrate again. Nothing was applied.`,
+        holder?.pid,
+      );
+    }
     await new Promise((resolve) => setTimeout(resolve, LOCK_POLL_MILLIS));
   }
 }
@@ -215,7 +281,7 @@ export async function migrate(
   const files = await readMigrationFiles(options.dir ?? MIGRATIONS_DIR);
   files.forEach(assertLintClean);
   return withClient(connection, async (client) => {
-    await acquireMigrationLock(client);
+    await acquireMigrationLock(client, options.lockWaitMs ?? DEFAULT_MIGRATION_LOCK_WAIT_MS);
     try {
       await client.query(LEDGER_DDL);
       const ledger = await readLedger(client);
