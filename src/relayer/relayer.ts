@@ -5,8 +5,7 @@ import {
   claimOutboxBatch,
   outboxNextAttemptAt,
   type ClaimedItem,
-  outboxQueueStats,
-  outboxQueueStatsByRail,
+  outboxQueueSample,
   releaseOutboxLeases,
   repairExpiredLeases,
 } from '../db/outbox.ts';
@@ -359,15 +358,20 @@ export class Relayer {
   }
 
   private async sampleQueue(): Promise<void> {
-    const [stats, byRail, pauses, railControls] = await Promise.all([
-      outboxQueueStats(this.options.pool),
-      outboxQueueStatsByRail(this.options.pool),
+    // The fleet shares one sample per interval (0031): at most one worker scans the queue,
+    // the others read the stored row. A little under the interval, so each worker's tick
+    // sees a sample no older than one interval.
+    const maxAgeMs = Math.floor(this.options.queueStatsIntervalMs * 0.9);
+    const sample = await outboxQueueSample(this.options.pool, maxAgeMs);
+    const [pauses, railControls] = await Promise.all([
       activePauses(this.options.pool),
       railOverview(this.options.pool),
     ]);
     this.setDatabaseReachable(true);
-    this.options.metrics.setQueueStats(stats);
-    this.options.metrics.setRailQueueStats(byRail);
+    if (sample) {
+      this.options.metrics.setQueueStats(sample.stats);
+      this.options.metrics.setRailQueueStats(sample.byRail);
+    }
     this.options.metrics.setPauses(pauses);
     this.options.metrics.setRailControls(railControls);
   }

@@ -275,6 +275,15 @@ export const MUTATIONS: ProofMutation[] = [
     ),
   },
   {
+    row: 'INV-QUEUE-SAMPLE-SHARED',
+    removes: 'the advisory try-lock: every caller retakes a stale sample',
+    sql: rewriteFunction(
+      'outbox_queue_sample(integer)',
+      'AND pg_try_advisory_xact_lock(7031, 1)',
+      'AND true',
+    ),
+  },
+  {
     row: 'INV-CLAIM-USES-DUE-INDEX',
     removes: 'the partial due index ix_pending_due',
     sql: 'DROP INDEX public.ix_pending_due;',
