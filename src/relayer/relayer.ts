@@ -14,7 +14,7 @@ import type { Readiness } from '../observability/server.ts';
 import { NO_TRACING, type Tracing } from '../observability/tracing.ts';
 import type { RailRegistry } from '../rails/registry.ts';
 import type { RetryPolicy } from './backoff.ts';
-import { Completer } from './completer.ts';
+import { Completer, DEFAULT_MAX_BATCH, MAX_COMPLETION_BATCHES_IN_FLIGHT } from './completer.ts';
 import { Dispatcher } from './dispatcher.ts';
 import { Ticker } from './ticker.ts';
 import { Wakeup } from './wakeup.ts';
@@ -113,6 +113,7 @@ export class Relayer {
       logger,
       metrics,
       tracing: options.tracing,
+      maxUnrecorded: MAX_COMPLETION_BATCHES_IN_FLIGHT * DEFAULT_MAX_BATCH,
       // Under a backlog, refill when half a claim's worth of slots is free rather than on
       // every freed slot: a claim per finished item would cost a round trip per item.
       onSlotFreed: () => {
