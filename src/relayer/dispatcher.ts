@@ -20,13 +20,6 @@ export interface DispatcherOptions {
   tracing?: Tracing;
   /** Called whenever a slot frees, so the relayer can claim more while a backlog remains. */
   onSlotFreed: () => void;
-  /**
-   * Most outcomes waiting to be recorded at once. A slot is freed when the rail has answered,
-   * not when the outcome is recorded (the recording is group-committed and would otherwise
-   * hold a rail slot idle for a database round trip); claims stop while this many outcomes
-   * are still being recorded, so a slow database slows claiming instead of piling up leases.
-   */
-  maxUnrecorded: number;
 }
 
 /**
@@ -38,8 +31,6 @@ export class Dispatcher {
   /** Claimed but not yet started: released, not dispatched, when shutdown comes first. */
   private readonly waiting = new Map<string, ClaimedItem>();
   private readonly running = new Set<Promise<void>>();
-  /** Outcomes handed to the completer and not yet recorded (or given up on). */
-  private readonly recording = new Set<Promise<void>>();
   /** Aborted when the shutdown grace period ends: dispatches still running come back RETRYABLE. */
   private readonly shutdownSignal = new AbortController();
 
@@ -49,11 +40,8 @@ export class Dispatcher {
     setMaxListeners(options.concurrency + 1, this.shutdownSignal.signal);
   }
 
-  /** Items a claim may take now: free rail slots, bounded by the room left for outcomes. */
   freeSlots(): number {
-    const slots = this.options.concurrency - this.limit.activeCount - this.limit.pendingCount;
-    const room = this.options.maxUnrecorded - this.recording.size - this.limit.activeCount;
-    return Math.max(0, Math.min(slots, room - this.limit.pendingCount));
+    return Math.max(0, this.options.concurrency - this.limit.activeCount - this.limit.pendingCount);
   }
 
   inFlight(): number {
@@ -92,11 +80,7 @@ export class Dispatcher {
    * idempotency key) and their completions are awaited. Returns false if it had to abort.
    */
   async drain(graceMs: number): Promise<boolean> {
-    const settled = async () => {
-      await Promise.allSettled([...this.running]);
-      await Promise.allSettled([...this.recording]);
-    };
-    const finished = settled().then(() => true as const);
+    const finished = Promise.allSettled([...this.running]).then(() => true as const);
     let timer: NodeJS.Timeout | undefined;
     const graceOver = new Promise<false>((resolve) => {
       timer = setTimeout(() => resolve(false), graceMs);
@@ -143,12 +127,7 @@ export class Dispatcher {
       },
       'dispatch attempt finished',
     );
-    // The slot frees now; the outcome is recorded on its own (drain() still waits for it).
-    const recorded = this.options.completer.complete(item, outcome, span).finally(() => {
-      this.recording.delete(recorded);
-      this.options.onSlotFreed();
-    });
-    this.recording.add(recorded);
+    await this.options.completer.complete(item, outcome, span);
   }
 
   private reportSlots(): void {

@@ -113,7 +113,6 @@ export class Relayer {
       logger,
       metrics,
       tracing: options.tracing,
-      maxUnrecorded: MAX_COMPLETION_BATCHES_IN_FLIGHT * DEFAULT_MAX_BATCH,
       // Under a backlog, refill when half a claim's worth of slots is free rather than on
       // every freed slot: a claim per finished item would cost a round trip per item.
       onSlotFreed: () => {

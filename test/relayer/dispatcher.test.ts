@@ -44,7 +44,6 @@ describe('Dispatcher at shutdown', () => {
       logger,
       metrics,
       onSlotFreed: () => undefined,
-      maxUnrecorded: 1024,
     });
 
     // Three items on one slot: one starts, two wait (the relayer itself never over-claims;
