@@ -14,7 +14,7 @@ import type { Readiness } from '../observability/server.ts';
 import { NO_TRACING, type Tracing } from '../observability/tracing.ts';
 import type { RailRegistry } from '../rails/registry.ts';
 import type { RetryPolicy } from './backoff.ts';
-import { Completer, DEFAULT_MAX_BATCH, MAX_COMPLETION_BATCHES_IN_FLIGHT } from './completer.ts';
+import { Completer } from './completer.ts';
 import { Dispatcher } from './dispatcher.ts';
 import { Ticker } from './ticker.ts';
 import { Wakeup } from './wakeup.ts';
