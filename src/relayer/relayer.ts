@@ -221,7 +221,12 @@ export class Relayer {
     // returns, so claims stuck on the database stop the ticks and /healthz fails, however
     // many wake-ups keep arriving.
     if (this.claims.size === 0) this.options.metrics.tick();
-    if (this.fill() > 0 || this.claims.size === 0) this.options.metrics.wakeup(source);
+    const started = this.fill();
+    // Both claims under way, or no slot free: this wake-up's items may be newer than their
+    // snapshots, so it is owed a claim once one can start (dropping it left items waiting
+    // for the next poll, seconds of tail latency at 1,000/s).
+    if (started === 0 && this.claims.size > 0) this.claimRequested = true;
+    if (started > 0 || this.claims.size === 0) this.options.metrics.wakeup(source);
   }
 
   /**
@@ -258,8 +263,11 @@ export class Relayer {
   private afterClaim(): void {
     if (this.state !== 'running') return;
     if (this.backlog || (this.claimRequested && this.claims.size === 0)) {
-      this.claimRequested = false;
-      if (this.fill() > 0) this.options.metrics.wakeup('drain');
+      if (this.fill() > 0) {
+        // A claim that starts now sees everything a wake-up asked for.
+        this.claimRequested = false;
+        this.options.metrics.wakeup('drain');
+      }
     } else if (this.claims.size === 0 && this.databaseReachable) {
       void this.scheduleNextDue();
     }
