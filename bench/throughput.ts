@@ -1,23 +1,41 @@
 /**
- * End-to-end throughput of the outbox on this machine, against an embedded PostgreSQL 18
- * (started here in a temp dir, default settings, one database per run):
+ * The relayer against graphile-worker 0.17 on this machine, side by side in one run, on one
+ * embedded PostgreSQL 18 (started here in a temp dir, default settings, one database per case):
  *
- *   enqueue   N items through enqueue_payment_outbox (one call each) vs enqueue_payment_outbox_batch
- *   relay     N pre-enqueued no-op items through the real Relayer (startRuntime, sandbox rail,
- *             latency 0, 100% DISPATCHED), completing per item vs group-committed batches
- *   peer      N no-op graphile-worker jobs on the same server (separate database), with its
- *             defaults and with its batching options
+ *   enqueue   N items: enqueue_payment_outbox one call each vs graphile_worker.add_job, and
+ *             enqueue_payment_outbox_batch vs add_jobs, in chunks of 500 (8 connections each)
+ *   drain     N pre-enqueued no-op items: the relayer at its shipped defaults and tuned (both
+ *             through the real runtime, sandbox rail latency 0, 100% DISPATCHED), its own
+ *             claim + batch completion SQL driven by plain clients, graphile-worker tuned
+ *             (concurrency 24, localQueue 500, batch delays 0) and at its defaults
+ *   rss       peak RSS (VmHWM) of a `symphony-relay run` process draining N items at defaults
+ *   latency   enqueue commit -> arrival at a loopback HTTP rail, at 200/s and 1,000/s, relayer at
+ *             defaults vs graphile-worker tuned (its task POSTs to the same server)
+ *   scale     the relayer's drain rate (first N items, defaults) with L not-yet-due rows
+ *             behind the due ones, and with L due rows; the cost of the shared queue sample
+ *             and of the exact outbox_queue_stats() scan at L rows
  *
- * Not a test: nothing here asserts a speed. Usage:
- *   npm run bench                       # N = 20000
- *   BENCH_ITEMS=5000 npm run bench
+ * Not a test: nothing here asserts a speed. Knobs:
+ *   BENCH_ITEMS=20000        N
+ *   BENCH_LARGE=1000000      L (the scale cases)
+ *   BENCH_LATENCY_SECONDS=5  length of each latency run
+ *   BENCH_SECTIONS=enqueue,drain,rss,latency,scale   any subset
+ *   BENCH_TUNED_CONCURRENCY=1024 BENCH_TUNED_BATCH=256   the "tuned" relayer
  */
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { startRuntime } from '../src/cli/runtime.ts';
+import { loadConfig } from '../src/config.ts';
 import { migrate } from '../src/db/migrate/runner.ts';
 import {
+  claimOutboxBatch,
+  completeOutboxBatch,
   enqueuePaymentOutbox,
   enqueuePaymentOutboxBatch,
   type EnqueueRequest,
@@ -28,38 +46,26 @@ import { startEmbeddedPostgres, temporaryDataDir } from '../src/embedded/postgre
 import { createLogger } from '../src/observability/logger.ts';
 
 const ITEMS = Number(process.env.BENCH_ITEMS ?? 20_000);
-/** Connections enqueueing at once, in both enqueue modes. */
+const LARGE = Number(process.env.BENCH_LARGE ?? 1_000_000);
+const LATENCY_SECONDS = Number(process.env.BENCH_LATENCY_SECONDS ?? 5);
+const SECTIONS = new Set(
+  (process.env.BENCH_SECTIONS ?? 'enqueue,drain,rss,latency,scale').split(','),
+);
+const TUNED_CONCURRENCY = Number(process.env.BENCH_TUNED_CONCURRENCY ?? 1024);
+const TUNED_BATCH = Number(process.env.BENCH_TUNED_BATCH ?? 256);
+const DEFAULTS = loadConfig({});
 const ENQUEUE_CONNECTIONS = 8;
 const ENQUEUE_CHUNK = 500;
-/** Relayer settings shared by both completion modes, so only the completion path differs. */
-const RELAY_CONCURRENCY = 512;
-const RELAY_CLAIM_BATCH = 512;
-const PEER_CONCURRENCY = 16;
-/** Per-item vs batched completion at the same settings, and batched at the shipped defaults. */
-const RELAY_MODES = [
-  {
-    key: 'single',
-    label: 'relay, one completion per item',
-    batched: false,
-    concurrency: RELAY_CONCURRENCY,
-    claimBatch: RELAY_CLAIM_BATCH,
-  },
-  {
-    key: 'batched',
-    label: 'relay, batched completion',
-    batched: true,
-    concurrency: RELAY_CONCURRENCY,
-    claimBatch: RELAY_CLAIM_BATCH,
-  },
-  {
-    key: 'defaults',
-    label: 'relay, batched completion, default 16 slots / claim 32',
-    batched: true,
-    concurrency: 16,
-    claimBatch: 32,
-  },
-] as const;
+/** The plain-SQL drain: this many clients, each claiming and completing this many at once. */
+const SQL_CLIENTS = 2;
+const SQL_BATCH = 256;
+const GRAPHILE_TUNED = {
+  concurrency: 24,
+  preset: { localQueue: { size: 500 }, completeJobBatchDelay: 0, failJobBatchDelay: 0 },
+};
+const GRAPHILE_DEFAULTS = { concurrency: 1, preset: {} };
 const POLICY_FILE = fileURLToPath(new URL('../policy/development.json', import.meta.url));
+const CLI = fileURLToPath(new URL('../bin/symphony-relay.js', import.meta.url));
 const NO_OP_RAILS = JSON.stringify({
   sandbox: {
     type: 'sandbox',
@@ -68,32 +74,47 @@ const NO_OP_RAILS = JSON.stringify({
   },
 });
 
-interface Figure {
+interface Row {
+  section: string;
   name: string;
-  items: number;
-  seconds: number;
+  value: number;
+  unit: string;
+  load: string;
 }
 
-const perSecond = (figure: Figure) => figure.items / figure.seconds;
+const rows: Row[] = [];
+const loadNow = () =>
+  os
+    .loadavg()
+    .map((value) => value.toFixed(1))
+    .join(' ');
 
-async function timed(name: string, items: number, work: () => Promise<void>): Promise<Figure> {
+function record(section: string, name: string, value: number, unit: string): number {
+  rows.push({ section, name, value, unit, load: loadNow() });
+  console.error(`  ${name}: ${value.toFixed(unit === 'items/s' ? 0 : 2)} ${unit}`);
+  return value;
+}
+
+async function rate(section: string, name: string, items: number, work: () => Promise<unknown>) {
   const started = process.hrtime.bigint();
   await work();
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  const figure = { name, items, seconds };
-  console.error(`  ${name}: ${perSecond(figure).toFixed(0)} items/s`);
-  return figure;
+  return record(section, name, items / seconds, 'items/s');
 }
 
-function requests(label: string, count: number): EnqueueRequest[] {
-  return Array.from({ length: count }, (_, n) => ({
+function requests(label: string, count: number, railType = 'sandbox'): EnqueueRequest[] {
+  return Array.from({ length: count }, (_, n) => request(label, n, railType));
+}
+
+function request(label: string, n: number, railType = 'sandbox'): EnqueueRequest {
+  return {
     instructionId: `${label}-instruction-${n}`,
     // A handful of participants, as a real ingest stream has: sequences contend per participant.
     participantId: `${label}-participant-${n % 16}`,
     idempotencyKey: `${label}-key-${n}`,
-    railType: 'sandbox',
+    railType,
     payload: { amount: '10.00', currency: 'ZMW', n },
-  }));
+  };
 }
 
 /** Splits work over `connections` pool clients, each taking the next piece until none is left. */
@@ -108,10 +129,7 @@ async function fanOut<T>(
     Array.from({ length: connections }, async () => {
       const client = await pool.connect();
       try {
-        while (next < pieces.length) {
-          const piece = pieces[next++] as T;
-          await run(client, piece);
-        }
+        while (next < pieces.length) await run(client, pieces[next++] as T);
       } finally {
         client.release();
       }
@@ -125,8 +143,22 @@ function chunks<T>(items: T[], size: number): T[][] {
   );
 }
 
+const percentile = (sorted: number[], p: number) =>
+  sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
+
+interface Bench {
+  admin: pg.Client;
+  urlOf(database: string): string;
+  /** A migrated database with the development policy, and an owner pool on it. */
+  symphony(name: string): Promise<pg.Pool>;
+  /** A migrated graphile-worker database. */
+  graphile(name: string): Promise<string>;
+  /** URL of the executor login on a database. */
+  relayerUrl(name: string): string;
+}
+
 async function main(): Promise<void> {
-  console.error(`starting embedded PostgreSQL 18 (N = ${ITEMS})`);
+  console.error(`starting embedded PostgreSQL 18 (N = ${ITEMS}, L = ${LARGE})`);
   const server = await startEmbeddedPostgres({
     dataDir: temporaryDataDir('symphony-bench'),
     persistent: false,
@@ -136,90 +168,43 @@ async function main(): Promise<void> {
   await admin.connect();
   const pools: pg.Pool[] = [];
   const urlOf = (database: string) => server.adminUrl.replace(/\/postgres$/, `/${database}`);
-  const symphonyDatabase = async (name: string) => {
-    await admin.query(`CREATE DATABASE ${name}`);
-    await migrate(urlOf(name));
-    const pool = new pg.Pool({ connectionString: urlOf(name), max: ENQUEUE_CONNECTIONS + 2 });
-    pools.push(pool);
-    await seedPolicy(pool, { file: POLICY_FILE });
-    return pool;
-  };
-
-  try {
-    const figures: Figure[] = [];
-
-    console.error('enqueue');
-    const singlePool = await symphonyDatabase('bench_enqueue_single');
-    figures.push(
-      await timed('enqueue, one call per item', ITEMS, () =>
-        fanOut(singlePool, ENQUEUE_CONNECTIONS, requests('single', ITEMS), (client, request) =>
-          enqueuePaymentOutbox(client, request),
-        ),
-      ),
-    );
-    const batchPool = await symphonyDatabase('bench_enqueue_batch');
-    figures.push(
-      await timed(`enqueue, batches of ${ENQUEUE_CHUNK}`, ITEMS, () =>
-        fanOut(
-          batchPool,
-          ENQUEUE_CONNECTIONS,
-          chunks(requests('batch', ITEMS), ENQUEUE_CHUNK),
-          (client, chunk) => enqueuePaymentOutboxBatch(client, chunk),
-        ),
-      ),
-    );
-
-    // Roles are cluster-wide (created by the first migration); one executor login serves all.
-    const password = randomBytes(12).toString('hex');
-    await ensureLoginRole(admin, { name: 'bench_relayer', password, actsAs: 'symphony_executor' });
-
-    console.error('relay');
-    for (const mode of RELAY_MODES) {
-      const { batched, concurrency, claimBatch } = mode;
-      const name = `bench_relay_${mode.key}`;
-      const pool = await symphonyDatabase(name);
-      await fanOut(
-        pool,
-        ENQUEUE_CONNECTIONS,
-        chunks(requests(name, ITEMS), ENQUEUE_CHUNK),
-        (c, chunk) => enqueuePaymentOutboxBatch(c, chunk),
-      );
+  const password = randomBytes(12).toString('hex');
+  const bench: Bench = {
+    admin,
+    urlOf,
+    async symphony(name) {
+      await admin.query(`CREATE DATABASE ${name}`);
+      await migrate(urlOf(name));
+      const pool = new pg.Pool({ connectionString: urlOf(name), max: ENQUEUE_CONNECTIONS + 2 });
+      pools.push(pool);
+      await seedPolicy(pool, { file: POLICY_FILE });
+      return pool;
+    },
+    async graphile(name) {
+      await admin.query(`CREATE DATABASE ${name}`);
+      const { makeWorkerUtils } = await import('graphile-worker');
+      const utils = await makeWorkerUtils({ connectionString: urlOf(name) });
+      await utils.migrate();
+      await utils.release();
+      return urlOf(name);
+    },
+    relayerUrl(name) {
       const url = new URL(urlOf(name));
       url.username = 'bench_relayer';
       url.password = password;
-      let runtime: Awaited<ReturnType<typeof startRuntime>> | undefined;
-      figures.push(
-        await timed(mode.label, ITEMS, async () => {
-          runtime = await startRuntime(
-            {
-              DATABASE_URL: url.toString(),
-              SYMPHONY_WORKER_ID: name,
-              SYMPHONY_HTTP_PORT: '0',
-              SYMPHONY_CONCURRENCY: String(concurrency),
-              SYMPHONY_BATCH_SIZE: String(claimBatch),
-              SYMPHONY_COMPLETION_BATCH: String(batched),
-              SYMPHONY_RAILS: NO_OP_RAILS,
-              LOG_LEVEL: 'silent',
-            },
-            createLogger({ level: 'silent', name: 'bench' }),
-          );
-          await waitForEmptyQueue(pool);
-        }),
-      );
-      await runtime?.stop();
-      await assertAllDispatched(pool, ITEMS);
-    }
-
-    console.error('peer: graphile-worker');
-    figures.push(await graphileWorker(admin, urlOf, 'defaults', {}));
-    figures.push(
-      await graphileWorker(admin, urlOf, 'batching', {
-        localQueue: { size: 500 },
-        completeJobBatchDelay: 5,
-      }),
-    );
-
-    printTable(figures);
+      return url.toString();
+    },
+  };
+  try {
+    // Roles are cluster-wide (created by the first migration); one executor login serves all.
+    await bench.symphony('bench_roles');
+    await ensureLoginRole(admin, { name: 'bench_relayer', password, actsAs: 'symphony_executor' });
+    if (SECTIONS.has('enqueue')) await enqueueSection(bench);
+    if (SECTIONS.has('drain')) await drainSection(bench);
+    if (SECTIONS.has('rss')) await rssSection(bench);
+    if (SECTIONS.has('latency')) await latencySection(bench);
+    if (SECTIONS.has('scale')) await scaleSection(bench);
+    printTable();
   } finally {
     await Promise.all(pools.map((pool) => pool.end()));
     await admin.end();
@@ -227,15 +212,121 @@ async function main(): Promise<void> {
   }
 }
 
-async function waitForEmptyQueue(pool: pg.Pool): Promise<void> {
-  for (;;) {
-    const { rows } = await pool.query<{ pending: boolean }>(
-      'SELECT EXISTS (SELECT 1 FROM public.payment_outbox_pending) AS pending',
+async function enqueueSection(bench: Bench): Promise<void> {
+  console.error('enqueue');
+  const single = await bench.symphony('bench_enqueue_single');
+  await rate('enqueue', 'relayer enqueue, one call per item', ITEMS, () =>
+    fanOut(single, ENQUEUE_CONNECTIONS, requests('single', ITEMS), (client, one) =>
+      enqueuePaymentOutbox(client, one),
+    ),
+  );
+  const batch = await bench.symphony('bench_enqueue_batch');
+  await rate('enqueue', `relayer enqueue, batches of ${ENQUEUE_CHUNK}`, ITEMS, () =>
+    fanOut(
+      batch,
+      ENQUEUE_CONNECTIONS,
+      chunks(requests('batch', ITEMS), ENQUEUE_CHUNK),
+      (client, chunk) => enqueuePaymentOutboxBatch(client, chunk),
+    ),
+  );
+  const graphileSingle = new pg.Pool({
+    connectionString: await bench.graphile('bench_graphile_add_job'),
+    max: ENQUEUE_CONNECTIONS,
+  });
+  const graphileBatch = new pg.Pool({
+    connectionString: await bench.graphile('bench_graphile_add_jobs'),
+    max: ENQUEUE_CONNECTIONS,
+  });
+  try {
+    await rate('enqueue', 'graphile-worker add_job with job_key, one call per job', ITEMS, () =>
+      fanOut(
+        graphileSingle,
+        ENQUEUE_CONNECTIONS,
+        Array.from({ length: ITEMS }, (_, n) => n),
+        (client, n) =>
+          client.query(`SELECT graphile_worker.add_job('noop', $1::json, job_key => $2)`, [
+            JSON.stringify({ amount: '10.00', currency: 'ZMW', n }),
+            `single-key-${n}`,
+          ]),
+      ),
     );
-    if (!rows[0]?.pending) return;
-    await new Promise((resolve) => setTimeout(resolve, 10));
+    await rate(
+      'enqueue',
+      `graphile-worker add_jobs with job_key, batches of ${ENQUEUE_CHUNK}`,
+      ITEMS,
+      () =>
+        fanOut(
+          graphileBatch,
+          ENQUEUE_CONNECTIONS,
+          chunks(
+            Array.from({ length: ITEMS }, (_, n) => n),
+            ENQUEUE_CHUNK,
+          ),
+          (client, chunk) =>
+            client.query(
+              `SELECT graphile_worker.add_jobs(array_agg(
+               ROW('noop', json_build_object('amount', '10.00', 'currency', 'ZMW', 'n', n),
+                   null, null, null, 'batch-key-' || n, null, null)::graphile_worker.job_spec))
+               FROM unnest($1::int[]) AS n`,
+              [chunk],
+            ),
+        ),
+    );
+  } finally {
+    await graphileSingle.end();
+    await graphileBatch.end();
   }
 }
+
+async function filledQueue(bench: Bench, name: string, items: number): Promise<pg.Pool> {
+  const pool = await bench.symphony(name);
+  await fanOut(
+    pool,
+    ENQUEUE_CONNECTIONS,
+    chunks(requests(name, items), ENQUEUE_CHUNK),
+    (c, chunk) => enqueuePaymentOutboxBatch(c, chunk),
+  );
+  return pool;
+}
+
+/** Drains the queue through the real runtime in this process until `done` says so. */
+async function drainWithRuntime(
+  bench: Bench,
+  name: string,
+  settings: Record<string, string>,
+  done: () => Promise<boolean>,
+): Promise<void> {
+  const runtime = await startRuntime(
+    {
+      DATABASE_URL: bench.relayerUrl(name),
+      SYMPHONY_WORKER_ID: name,
+      SYMPHONY_HTTP_PORT: '0',
+      SYMPHONY_RAILS: NO_OP_RAILS,
+      LOG_LEVEL: 'silent',
+      ...settings,
+    },
+    createLogger({ level: 'silent', name: 'bench' }),
+  );
+  try {
+    while (!(await done())) await new Promise((resolve) => setTimeout(resolve, 10));
+  } finally {
+    await runtime.stop();
+  }
+}
+
+const queueEmpty = (pool: pg.Pool) => async () => {
+  const { rows } = await pool.query<{ pending: boolean }>(
+    'SELECT EXISTS (SELECT 1 FROM public.payment_outbox_pending) AS pending',
+  );
+  return !rows[0]?.pending;
+};
+
+const attemptsReached = (pool: pg.Pool, count: number) => async () => {
+  const { rows } = await pool.query<{ n: number }>(
+    'SELECT count(*)::int AS n FROM public.payment_outbox_attempts',
+  );
+  return (rows[0]?.n ?? 0) >= count;
+};
 
 /** A benchmark that lost or duplicated items would measure nothing: check before printing. */
 async function assertAllDispatched(pool: pg.Pool, items: number): Promise<void> {
@@ -249,101 +340,439 @@ async function assertAllDispatched(pool: pg.Pool, items: number): Promise<void> 
   }
 }
 
-async function graphileWorker(
-  admin: pg.Client,
-  urlOf: (database: string) => string,
-  label: string,
-  workerPreset: Record<string, unknown>,
-): Promise<Figure> {
-  const { makeWorkerUtils, run } = await import('graphile-worker');
-  const database = `bench_graphile_${label}`;
-  await admin.query(`CREATE DATABASE ${database}`);
-  const connectionString = urlOf(database);
-  const utils = await makeWorkerUtils({ connectionString });
-  await utils.migrate();
-  for (const chunk of chunks(
-    Array.from({ length: ITEMS }, (_, n) => n),
-    1000,
-  )) {
-    await utils.addJobs(chunk.map((n) => ({ identifier: 'noop', payload: { n } })));
+async function drainSection(bench: Bench): Promise<void> {
+  console.error('drain');
+  const modes: { key: string; label: string; settings: Record<string, string> }[] = [
+    {
+      key: 'defaults',
+      label: `relayer drain, shipped defaults (${DEFAULTS.concurrency} slots, claim ${DEFAULTS.batchSize})`,
+      settings: {},
+    },
+    {
+      key: 'tuned',
+      label: `relayer drain, tuned (${TUNED_CONCURRENCY} slots, claim ${TUNED_BATCH})`,
+      settings: {
+        SYMPHONY_CONCURRENCY: String(TUNED_CONCURRENCY),
+        SYMPHONY_BATCH_SIZE: String(TUNED_BATCH),
+      },
+    },
+  ];
+  for (const mode of modes) {
+    const name = `bench_drain_${mode.key}`;
+    const pool = await filledQueue(bench, name, ITEMS);
+    await rate('drain', mode.label, ITEMS, () =>
+      drainWithRuntime(bench, name, mode.settings, queueEmpty(pool)),
+    );
+    await assertAllDispatched(pool, ITEMS);
   }
-  await utils.release();
+
+  // The relayer's own SQL with nothing around it: the ceiling the pipeline is measured against.
+  const name = 'bench_drain_sql';
+  const pool = await filledQueue(bench, name, ITEMS);
+  const executor = new pg.Pool({ connectionString: bench.relayerUrl(name), max: SQL_CLIENTS });
+  try {
+    await rate(
+      'drain',
+      `relayer SQL alone, ${SQL_CLIENTS} clients x claim+complete ${SQL_BATCH}`,
+      ITEMS,
+      () =>
+        Promise.all(
+          Array.from({ length: SQL_CLIENTS }, async (_, index) => {
+            const workerId = `sql-${index}`;
+            for (;;) {
+              const claimed = await claimOutboxBatch(executor, {
+                batchSize: SQL_BATCH,
+                workerId,
+                leaseSeconds: 60,
+                railTypes: ['sandbox'],
+              });
+              if (claimed.length === 0) return;
+              await completeOutboxBatch(
+                executor,
+                workerId,
+                claimed.map((item) => ({
+                  outboxId: item.outboxId,
+                  leaseToken: item.leaseToken,
+                  state: 'DISPATCHED' as const,
+                  railReference: `ref-${item.outboxId}`,
+                  railCode: null,
+                  errorCode: null,
+                  errorMessage: null,
+                  latencyMs: 0,
+                  retryDelaySeconds: null,
+                })),
+              );
+            }
+          }),
+        ),
+    );
+  } finally {
+    await executor.end();
+  }
+  await assertAllDispatched(pool, ITEMS);
+
+  for (const [label, options] of [
+    [
+      'graphile-worker drain, tuned (concurrency 24, localQueue 500, batch delays 0)',
+      GRAPHILE_TUNED,
+    ],
+    ['graphile-worker drain, defaults (concurrency 1)', GRAPHILE_DEFAULTS],
+  ] as const) {
+    const connectionString = await bench.graphile(
+      `bench_graphile_drain_${options === GRAPHILE_TUNED ? 'tuned' : 'defaults'}`,
+    );
+    const { makeWorkerUtils } = await import('graphile-worker');
+    const utils = await makeWorkerUtils({ connectionString });
+    for (const chunk of chunks(
+      Array.from({ length: ITEMS }, (_, n) => n),
+      1000,
+    )) {
+      await utils.addJobs(chunk.map((n) => ({ identifier: 'noop', payload: { n } })));
+    }
+    await utils.release();
+    await rate('drain', label, ITEMS, () =>
+      graphileRun(connectionString, options, ITEMS, async () => {}),
+    );
+  }
+}
+
+/** Runs graphile-worker until `count` jobs have succeeded. */
+async function graphileRun(
+  connectionString: string,
+  options: { concurrency: number; preset: Record<string, unknown> },
+  count: number,
+  task: (payload: unknown) => Promise<void>,
+  started?: () => void,
+): Promise<void> {
+  const { run, Logger } = await import('graphile-worker');
   let done = 0;
   let finish: () => void = () => {};
   const allDone = new Promise<void>((resolve) => (finish = resolve));
-  const figure = await timed(
-    `graphile-worker ${label}, concurrency ${PEER_CONCURRENCY}`,
-    ITEMS,
-    async () => {
-      const runner = await run({
-        connectionString,
-        concurrency: PEER_CONCURRENCY,
-        noHandleSignals: true,
-        pollInterval: 1000,
-        logger: new (await import('graphile-worker')).Logger(() => () => {}),
-        preset: { worker: workerPreset },
-        taskList: { noop: async () => {} },
-      });
-      runner.events.on('job:success', () => {
-        done += 1;
-        if (done === ITEMS) finish();
-      });
-      await allDone;
-      await runner.stop();
-    },
-  );
-  return figure;
+  const runner = await run({
+    connectionString,
+    concurrency: options.concurrency,
+    noHandleSignals: true,
+    logger: new Logger(() => () => {}),
+    preset: { worker: options.preset },
+    taskList: { noop: task },
+  });
+  runner.events.on('job:success', () => {
+    done += 1;
+    if (done === count) finish();
+  });
+  started?.();
+  await allDone;
+  await runner.stop();
 }
 
-function printTable(figures: Figure[]): void {
-  const byName = new Map(figures.map((figure) => [figure.name, perSecond(figure)]));
-  const rate = (name: string) => byName.get(name) ?? Number.NaN;
+async function rssSection(bench: Bench): Promise<void> {
+  console.error('rss');
+  const name = 'bench_rss';
+  const pool = await filledQueue(bench, name, ITEMS);
+  const child = spawn(process.execPath, [CLI, 'run'], {
+    env: {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      DATABASE_URL: bench.relayerUrl(name),
+      SYMPHONY_WORKER_ID: name,
+      SYMPHONY_HTTP_PORT: '0',
+      SYMPHONY_RAILS: NO_OP_RAILS,
+      LOG_LEVEL: 'warn',
+    },
+    stdio: 'ignore',
+  });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  const peakRss = () => {
+    const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
+    return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? Number.NaN) / 1024;
+  };
+  try {
+    const empty = queueEmpty(pool);
+    while (!(await empty())) await new Promise((resolve) => setTimeout(resolve, 20));
+    record(
+      'rss',
+      `relayer peak RSS, draining N at shipped defaults (one process)`,
+      peakRss(),
+      'MB',
+    );
+  } finally {
+    child.kill('SIGTERM');
+    await exited;
+  }
+  await assertAllDispatched(pool, ITEMS);
+}
+
+/** A loopback rail that records when each delivery arrived, keyed by the item's key. */
+async function loopbackRail() {
+  const arrivals = new Map<string, number>();
+  const server = http.createServer((request, response) => {
+    const key = request.headers['idempotency-key'];
+    let body = '';
+    request.on('data', (chunk: Buffer) => (body += chunk.toString()));
+    request.on('end', () => {
+      const at = performance.now();
+      const id = typeof key === 'string' ? key : String((JSON.parse(body) as { key: string }).key);
+      if (!arrivals.has(id)) arrivals.set(id, at);
+      response.writeHead(200, { 'content-type': 'application/json' });
+      response.end(JSON.stringify({ reference: `ref-${id}` }));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/pay`;
+  return { url, arrivals, close: () => new Promise((resolve) => server.close(resolve)) };
+}
+
+/** Enqueues `perSecond` items a second for LATENCY_SECONDS, one call each, every 5 ms. */
+async function paced(
+  perSecond: number,
+  enqueue: (n: number) => Promise<unknown>,
+  sentAt: Map<string, number>,
+  keyOf: (n: number) => string,
+): Promise<number> {
+  const total = perSecond * LATENCY_SECONDS;
+  const tickMs = 5;
+  const started = performance.now();
+  const pending: Promise<unknown>[] = [];
+  let n = 0;
+  while (n < total) {
+    const due = Math.min(total, Math.floor(((performance.now() - started) / 1000) * perSecond));
+    for (; n < due; n += 1) {
+      // From the enqueue's commit: when the producer itself falls behind (a loaded machine),
+      // its own queueing is not counted as delivery latency.
+      const key = keyOf(n);
+      pending.push(enqueue(n).then(() => sentAt.set(key, performance.now())));
+    }
+    await new Promise((resolve) => setTimeout(resolve, tickMs));
+  }
+  await Promise.all(pending);
+  return total;
+}
+
+async function waitForArrivals(arrivals: Map<string, number>, count: number): Promise<void> {
+  const deadline = Date.now() + 120_000;
+  while (arrivals.size < count) {
+    if (Date.now() > deadline) throw new Error(`only ${arrivals.size} of ${count} arrived`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+function latencies(sentAt: Map<string, number>, arrivals: Map<string, number>): number[] {
+  // A delivery can arrive before the producer has seen its own commit return: counted as 0.
+  return [...sentAt]
+    .map(([key, at]) => Math.max(0, (arrivals.get(key) ?? Number.NaN) - at))
+    .sort((a, b) => a - b);
+}
+
+async function latencySection(bench: Bench): Promise<void> {
+  console.error('latency');
+  for (const perSecond of [200, 1000]) {
+    const rail = await loopbackRail();
+    try {
+      const name = `bench_latency_${perSecond}`;
+      const pool = await bench.symphony(name);
+      const runtime = await startRuntime(
+        {
+          DATABASE_URL: bench.relayerUrl(name),
+          SYMPHONY_WORKER_ID: name,
+          SYMPHONY_HTTP_PORT: '0',
+          SYMPHONY_RAILS: JSON.stringify({ bank: { type: 'http', url: rail.url } }),
+          LOG_LEVEL: 'silent',
+        },
+        createLogger({ level: 'silent', name: 'bench' }),
+      );
+      const sentAt = new Map<string, number>();
+      try {
+        const total = await paced(
+          perSecond,
+          (n) => enqueuePaymentOutbox(pool, request(name, n, 'bank')),
+          sentAt,
+          (n) => `${name}-key-${n}`,
+        );
+        await waitForArrivals(rail.arrivals, total);
+      } finally {
+        await runtime.stop();
+      }
+      const sorted = latencies(sentAt, rail.arrivals);
+      record('latency', `relayer defaults, ${perSecond}/s, p50`, percentile(sorted, 50), 'ms');
+      record('latency', `relayer defaults, ${perSecond}/s, p99`, percentile(sorted, 99), 'ms');
+    } finally {
+      await rail.close();
+    }
+
+    const peerRail = await loopbackRail();
+    try {
+      const connectionString = await bench.graphile(`bench_graphile_latency_${perSecond}`);
+      const producer = new pg.Pool({ connectionString, max: ENQUEUE_CONNECTIONS });
+      const sentAt = new Map<string, number>();
+      const keyOf = (n: number) => `graphile-${perSecond}-key-${n}`;
+      let ready: () => void = () => {};
+      const running = new Promise<void>((resolve) => (ready = resolve));
+      const worker = graphileRun(
+        connectionString,
+        GRAPHILE_TUNED,
+        perSecond * LATENCY_SECONDS,
+        async (payload) => {
+          const response = await fetch(peerRail.url, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify(payload),
+          });
+          await response.text();
+        },
+        () => ready(),
+      );
+      await running;
+      try {
+        const total = await paced(
+          perSecond,
+          (n) =>
+            producer.query(`SELECT graphile_worker.add_job('noop', $1::json)`, [
+              JSON.stringify({ key: keyOf(n), amount: '10.00', currency: 'ZMW' }),
+            ]),
+          sentAt,
+          keyOf,
+        );
+        await waitForArrivals(peerRail.arrivals, total);
+        await worker;
+      } finally {
+        await producer.end();
+      }
+      const sorted = latencies(sentAt, peerRail.arrivals);
+      record('latency', `graphile-worker tuned, ${perSecond}/s, p50`, percentile(sorted, 50), 'ms');
+      record('latency', `graphile-worker tuned, ${perSecond}/s, p99`, percentile(sorted, 99), 'ms');
+    } finally {
+      await peerRail.close();
+    }
+  }
+}
+
+/** L rows straight into the item record and the queue (as the owner: setup, not measured). */
+async function bulkRows(pool: pg.Pool, prefix: string, rowsCount: number, dueIn: string) {
+  await pool.query(
+    `INSERT INTO public.payment_outbox_items
+       (outbox_id, instruction_id, participant_id, sequence_id, idempotency_key, rail_type,
+        payload, payload_sha256)
+     SELECT uuidv7(), $1 || '-' || g, $1 || '-participant-' || (g % 1000), g, $1 || '-key-' || g,
+            'sandbox', jsonb_build_object('n', g), repeat('0', 64)
+       FROM generate_series(1, $2::int) AS g`,
+    [prefix, rowsCount],
+  );
+  await pool.query(
+    `INSERT INTO public.payment_outbox_pending
+       (outbox_id, participant_id, sequence_id, rail_type, next_attempt_at)
+     SELECT i.outbox_id, i.participant_id, i.sequence_id, 'sandbox', now() + $2::interval
+       FROM public.payment_outbox_items i WHERE i.instruction_id LIKE $1 || '-%'`,
+    [prefix, dueIn],
+  );
+  await pool.query('VACUUM ANALYZE public.payment_outbox_pending, public.payment_outbox_items');
+}
+
+async function scaleSection(bench: Bench): Promise<void> {
+  console.error('scale');
+  const small = await filledQueue(bench, 'bench_scale_small', ITEMS);
+  const base = await rate('scale', `relayer drain at defaults, N due, nothing else`, ITEMS, () =>
+    drainWithRuntime(bench, 'bench_scale_small', {}, queueEmpty(small)),
+  );
+
+  const future = await bench.symphony('bench_scale_future');
+  await bulkRows(future, 'future', LARGE, '1 day');
+  await fanOut(
+    future,
+    ENQUEUE_CONNECTIONS,
+    chunks(requests('due', ITEMS), ENQUEUE_CHUNK),
+    (c, chunk) => enqueuePaymentOutboxBatch(c, chunk),
+  );
+  const withFuture = await rate(
+    'scale',
+    `relayer drain at defaults, N due behind ${LARGE} not yet due`,
+    ITEMS,
+    () => drainWithRuntime(bench, 'bench_scale_future', {}, attemptsReached(future, ITEMS)),
+  );
+
+  const due = await bench.symphony('bench_scale_due');
+  await bulkRows(due, 'due', LARGE, '-1 minute');
+  const withDue = await rate(
+    'scale',
+    `relayer drain at defaults, first N of ${LARGE} due`,
+    ITEMS,
+    () => drainWithRuntime(bench, 'bench_scale_due', {}, attemptsReached(due, ITEMS)),
+  );
+  record('scale', `ratio: ${LARGE} not yet due / nothing else`, withFuture / base, 'x');
+  record('scale', `ratio: ${LARGE} due / nothing else`, withDue / base, 'x');
+
+  const executor = new pg.Pool({
+    connectionString: bench.relayerUrl('bench_scale_due'),
+    max: 1,
+  });
+  try {
+    const timedQuery = async (label: string, sql: string, params: unknown[] = []) => {
+      const started = process.hrtime.bigint();
+      await executor.query(sql, params);
+      record('scale', label, Number(process.hrtime.bigint() - started) / 1e6, 'ms');
+    };
+    await timedQuery(
+      `outbox_queue_stats() exact scan at ${LARGE} rows`,
+      'SELECT * FROM public.outbox_queue_stats()',
+    );
+    await timedQuery(
+      `outbox_queue_sample(5000), taking the sample at ${LARGE} rows (one worker per fleet per interval)`,
+      'SELECT * FROM public.outbox_queue_sample(0)',
+    );
+    await timedQuery(
+      `outbox_queue_sample(5000), reading the shared sample (every other worker)`,
+      'SELECT * FROM public.outbox_queue_sample(3600000)',
+    );
+  } finally {
+    await executor.end();
+  }
+}
+
+function printTable(): void {
+  const value = (name: string) => rows.find((row) => row.name === name)?.value ?? Number.NaN;
+  const ratio = (label: string, over: string, under: string) =>
+    `| ${label} | ${(value(over) / value(under)).toFixed(2)}x |`;
+  const drainDefaults = `relayer drain, shipped defaults (${DEFAULTS.concurrency} slots, claim ${DEFAULTS.batchSize})`;
+  const drainTuned = `relayer drain, tuned (${TUNED_CONCURRENCY} slots, claim ${TUNED_BATCH})`;
+  const graphileTuned =
+    'graphile-worker drain, tuned (concurrency 24, localQueue 500, batch delays 0)';
+  const sqlAlone = `relayer SQL alone, ${SQL_CLIENTS} clients x claim+complete ${SQL_BATCH}`;
   const lines = [
     '',
-    `| measurement (N = ${ITEMS}) | seconds | items/s |`,
-    '| --- | ---: | ---: |',
-    ...figures.map(
-      (figure) =>
-        `| ${figure.name} | ${figure.seconds.toFixed(2)} | ${perSecond(figure).toFixed(0)} |`,
+    `| section | measurement (N = ${ITEMS}, L = ${LARGE}) | value | load (1/5/15 min) |`,
+    '| --- | --- | ---: | --- |',
+    ...rows.map(
+      (row) =>
+        `| ${row.section} | ${row.name} | ${row.value.toFixed(row.unit === 'items/s' ? 0 : 2)} ${row.unit} | ${row.load} |`,
     ),
     '',
     '| ratio | value |',
     '| --- | ---: |',
-    ...[
-      [
-        'batch enqueue / single enqueue',
-        `enqueue, batches of ${ENQUEUE_CHUNK}`,
-        'enqueue, one call per item',
-      ],
-      [
-        'relay batched / relay per item',
-        'relay, batched completion',
-        'relay, one completion per item',
-      ],
-      [
-        'relay batched / graphile-worker defaults',
-        'relay, batched completion',
-        `graphile-worker defaults, concurrency ${PEER_CONCURRENCY}`,
-      ],
-      [
-        'relay per item / graphile-worker defaults',
-        'relay, one completion per item',
-        `graphile-worker defaults, concurrency ${PEER_CONCURRENCY}`,
-      ],
-      [
-        'relay at defaults / graphile-worker defaults (both 16 at once)',
-        'relay, batched completion, default 16 slots / claim 32',
-        `graphile-worker defaults, concurrency ${PEER_CONCURRENCY}`,
-      ],
-      [
-        'relay batched / graphile-worker batching',
-        'relay, batched completion',
-        `graphile-worker batching, concurrency ${PEER_CONCURRENCY}`,
-      ],
-    ].map(([label, over, under]) => `| ${label} | ${(rate(over!) / rate(under!)).toFixed(2)}x |`),
+    ratio('drain: relayer defaults / graphile-worker tuned', drainDefaults, graphileTuned),
+    ratio('drain: relayer tuned / graphile-worker tuned', drainTuned, graphileTuned),
+    ratio('drain: relayer tuned / its own SQL alone', drainTuned, sqlAlone),
+    ratio(
+      'drain: relayer defaults / graphile-worker defaults',
+      drainDefaults,
+      'graphile-worker drain, defaults (concurrency 1)',
+    ),
+    ratio(
+      'enqueue: relayer batch / graphile-worker add_jobs',
+      `relayer enqueue, batches of ${ENQUEUE_CHUNK}`,
+      `graphile-worker add_jobs with job_key, batches of ${ENQUEUE_CHUNK}`,
+    ),
+    ratio(
+      'enqueue: relayer single / graphile-worker add_job',
+      'relayer enqueue, one call per item',
+      'graphile-worker add_job with job_key, one call per job',
+    ),
+    ratio(
+      'latency 1,000/s p99: relayer / graphile-worker (lower is better)',
+      'relayer defaults, 1000/s, p99',
+      'graphile-worker tuned, 1000/s, p99',
+    ),
     '',
-    `relayer (unless "default"): SYMPHONY_CONCURRENCY=${RELAY_CONCURRENCY} SYMPHONY_BATCH_SIZE=${RELAY_CLAIM_BATCH}, sandbox rail latency 0; ` +
-      `enqueue: ${ENQUEUE_CONNECTIONS} connections; node ${process.version}`,
+    `node ${process.version}, ${os.cpus().length} CPUs; sandbox rail latency 0 for drains; ` +
+      `enqueue with ${ENQUEUE_CONNECTIONS} connections; NaN = section not run`,
   ];
   console.log(lines.join('\n'));
 }

@@ -175,12 +175,12 @@ const SETTINGS = {
   ),
   SYMPHONY_CONCURRENCY: setting(
     integer(1, 1024),
-    '16',
-    'Dispatch slots: items delivered to rails at once.',
+    '512',
+    'Dispatch slots: items delivered to rails at once (lower it to what your rails accept, or set a per-rail rate limit).',
   ),
   SYMPHONY_BATCH_SIZE: setting(
     integer(1, 1000),
-    '32',
+    '256',
     'Most items claimed at once; a claim never takes more than the free dispatch slots.',
   ),
   SYMPHONY_LEASE_SECONDS: setting(
@@ -236,7 +236,7 @@ const SETTINGS = {
   SYMPHONY_COMPLETION_BATCH: setting(
     boolean,
     'true',
-    'Group commit of outcomes: outcomes that arrive while a batch is being recorded go together in the next transaction (a lone outcome never waits); false records each outcome in its own transaction.',
+    'Group commit of outcomes: outcomes that finish in the same event-loop turn, or while a batch is being recorded, go together in one transaction (up to 4 batches in flight; a lone outcome waits one event-loop turn); false records each outcome in its own transaction.',
   ),
   SYMPHONY_SHUTDOWN_GRACE_MS: setting(
     integer(0, 600_000),

@@ -38,8 +38,8 @@ describe('loadConfig defaults', () => {
       databaseUrl: undefined,
       dbRole: 'symphony_executor',
       workerId: `${os.hostname()}-${process.pid}`,
-      concurrency: 16,
-      batchSize: 32,
+      concurrency: 512,
+      batchSize: 256,
       leaseSeconds: 60,
       dispatchTimeoutMs: 15000,
       leaseMarginMs: 5000,
@@ -61,7 +61,7 @@ describe('loadConfig defaults', () => {
 
   it('treats an empty variable as unset (FOO= in a compose file)', () => {
     expect(loadConfig({ SYMPHONY_CONCURRENCY: '', DATABASE_URL: '' })).toMatchObject({
-      concurrency: 16,
+      concurrency: 512,
       databaseUrl: undefined,
     });
   });
@@ -367,7 +367,7 @@ describe('CONFIG_VARIABLES', () => {
       ]),
     );
     expect(CONFIG_VARIABLES.find((v) => v.name === 'SYMPHONY_CONCURRENCY')).toMatchObject({
-      default: '16',
+      default: '512',
       allowed: 'an integer from 1 to 1024',
     });
     expect(CONFIG_VARIABLES.find((v) => v.name === 'DATABASE_URL')?.default).toBeNull();

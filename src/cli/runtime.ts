@@ -14,7 +14,8 @@ import {
   assertWithinOperatorLimits,
   BootCheckError,
 } from '../relayer/boot-checks.ts';
-import { Relayer, type ShutdownReport } from '../relayer/relayer.ts';
+import { MAX_COMPLETION_BATCHES_IN_FLIGHT } from '../relayer/completer.ts';
+import { MAX_CLAIMS_IN_FLIGHT, Relayer, type ShutdownReport } from '../relayer/relayer.ts';
 
 export interface Runtime {
   config: RelayerConfig;
@@ -32,10 +33,23 @@ export interface RuntimeOptions {
   adapters?: Record<string, RailAdapter>;
 }
 
-/** Connections beyond the dispatch slots: one claim, one repair, one queue-stats sample. */
-const BACKGROUND_CONNECTIONS = 3;
-/** Completions are short transactions; more connections than this only add contention. */
-const MAX_COMPLETION_CONNECTIONS = 16;
+/** Connections beyond claims and completions: repair, and the queue-stats sample. */
+const BACKGROUND_CONNECTIONS = 2;
+/** Per-item completions (batching off) are short transactions; more only add contention. */
+const MAX_SINGLE_COMPLETION_CONNECTIONS = 16;
+
+/**
+ * Pool connections one relayer opens at most (plus one LISTEN connection unless poll-only):
+ * a connection per claim in flight, per completion batch in flight (per completion when
+ * batching is off, up to 16), and two for repair and the queue sample. Independent of
+ * SYMPHONY_CONCURRENCY when batching is on: 2 + 4 + 2 = 8.
+ */
+export function relayerPoolSize(config: Pick<RelayerConfig, 'concurrency' | 'completionBatch'>) {
+  const completions = config.completionBatch
+    ? MAX_COMPLETION_BATCHES_IN_FLIGHT
+    : Math.min(config.concurrency, MAX_SINGLE_COMPLETION_CONNECTIONS);
+  return MAX_CLAIMS_IN_FLIGHT + completions + BACKGROUND_CONNECTIONS;
+}
 
 /**
  * Everything `symphony-relay run` starts, in order, failing closed at each step:
@@ -77,7 +91,7 @@ export async function startRuntime(
     const pool = createPool({
       connectionString: databaseUrl,
       applicationName: `symphony-relay ${config.workerId}`,
-      max: Math.min(config.concurrency, MAX_COMPLETION_CONNECTIONS) + BACKGROUND_CONNECTIONS,
+      max: relayerPoolSize(config),
     });
     logPoolTransitions(pool, log, 'relayer');
     started.push(() => pool.end());

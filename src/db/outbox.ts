@@ -279,6 +279,60 @@ export async function outboxQueueStatsByRail(db: Queryable): Promise<RailQueueSt
   }));
 }
 
+/** The fleet's shared queue sample: exact figures as of sampledAt (see 0031). */
+export interface QueueSample {
+  sampledAt: Date;
+  stats: QueueStats;
+  byRail: RailQueueStats[];
+}
+
+/**
+ * The fleet's queue sample (outbox_queue_sample): a new one is taken by this call only if
+ * the stored one is older than maxAgeMs and no other worker is taking one; otherwise one row
+ * is read. Null only before the very first sample exists.
+ */
+export async function outboxQueueSample(
+  db: Queryable,
+  maxAgeMs: number,
+): Promise<QueueSample | null> {
+  const { rows } = await db.query<{
+    sampled_at: Date;
+    pending: string;
+    due: string;
+    leased: string;
+    expired_leases: string;
+    oldest_due_age_seconds: number | null;
+    by_rail: {
+      rail_type: string;
+      pending: number;
+      due: number;
+      oldest_due_age_seconds: number | null;
+    }[];
+  }>(
+    `SELECT sampled_at, pending, due, leased, expired_leases, oldest_due_age_seconds, by_rail
+       FROM public.outbox_queue_sample($1)`,
+    [maxAgeMs],
+  );
+  const row = rows[0];
+  if (!row) return null;
+  return {
+    sampledAt: row.sampled_at,
+    stats: {
+      pending: Number(row.pending),
+      due: Number(row.due),
+      leased: Number(row.leased),
+      expiredLeases: Number(row.expired_leases),
+      oldestDueAgeSeconds: row.oldest_due_age_seconds,
+    },
+    byRail: row.by_rail.map((rail) => ({
+      railType: rail.rail_type,
+      pending: Number(rail.pending),
+      due: Number(rail.due),
+      oldestDueAgeSeconds: rail.oldest_due_age_seconds,
+    })),
+  };
+}
+
 /** The operator limits (outbox_limits), which no runtime session can change. */
 export interface OutboxLimits {
   retryCeiling: number;

@@ -32,6 +32,17 @@ const RECORD_RETRY_FIRST_MS = 100;
 const RECORD_RETRY_LONGEST_MS = 2_000;
 
 export const DEFAULT_MAX_BATCH = 256;
+/**
+ * Completion batches recorded at once, each on its own pool connection. Each commit waits
+ * for its WAL flush; with several in flight the flushes of one batch overlap the work of the
+ * next instead of queueing behind it.
+ */
+export const MAX_COMPLETION_BATCHES_IN_FLIGHT = 4;
+/**
+ * While a batch is in flight, outcomes wait for it unless this many have gathered: a few
+ * outcomes go with the next batch (one commit for them all), a crowd gets a batch of its own.
+ */
+const CONCURRENT_BATCH_AT = 16;
 
 export interface CompleterOptions {
   pool: pg.Pool;
@@ -67,17 +78,22 @@ interface BufferedOutcome {
  * count it and move on — retrying would only be refused again.
  *
  * Batching: every commit costs a WAL flush, so recording outcomes one transaction each caps
- * throughput (SPEC §4). Group commit without a timer: an outcome that finds no batch in
- * flight is recorded at once; outcomes arriving while a batch is in flight wait for it and
- * then go together (up to maxBatch). A lone outcome never waits, and under load batches
- * grow by themselves. complete() still resolves only once its own outcome has been
+ * throughput (SPEC §4). Group commit without a timer: outcomes are gathered for one turn of
+ * the event loop (setImmediate: the outcomes of a claimed batch that finish together go
+ * together, and a lone outcome on a quiet queue waits microseconds, not milliseconds), then
+ * recorded. While a batch is in flight, a few new outcomes wait for it and go with the next
+ * one; CONCURRENT_BATCH_AT or more start a batch of their own, up to
+ * MAX_COMPLETION_BATCHES_IN_FLIGHT at once (each up to maxBatch). Batches in flight at once
+ * hold disjoint items and lock them in outbox_id order, exactly as batches of different
+ * workers always could. complete() still resolves only once its own outcome has been
  * recorded (or given up on), so a dispatch slot is held until then.
  */
 export class Completer {
   private readonly batching: boolean;
   private readonly maxBatch: number;
   private buffer: BufferedOutcome[] = [];
-  private flushing = false;
+  private batchesInFlight = 0;
+  private gathering = false;
 
   constructor(private readonly options: CompleterOptions) {
     this.batching = options.batch ?? true;
@@ -98,7 +114,7 @@ export class Completer {
       if (!this.batching) return await this.completeOne(item, outcome, completion, span);
       return await new Promise<void>((done) => {
         this.buffer.push({ item, outcome, completion, span, done });
-        if (!this.flushing) void this.flush();
+        this.gather();
       });
     } finally {
       span.end();
@@ -128,13 +144,25 @@ export class Completer {
     };
   }
 
-  /** One batch in flight at a time; whatever queued up meanwhile is the next batch. */
-  private async flush(): Promise<void> {
-    this.flushing = true;
-    try {
-      while (this.buffer.length > 0) await this.recordBatch(this.buffer.splice(0, this.maxBatch));
-    } finally {
-      this.flushing = false;
+  /** Lets the outcomes that finish in this turn of the event loop join the same batch. */
+  private gather(): void {
+    if (this.gathering) return;
+    this.gathering = true;
+    setImmediate(() => {
+      this.gathering = false;
+      this.flush();
+    });
+  }
+
+  /** Starts batches while outcomes wait and the rule above allows one more in flight. */
+  private flush(): void {
+    while (this.buffer.length > 0 && this.batchesInFlight < MAX_COMPLETION_BATCHES_IN_FLIGHT) {
+      if (this.batchesInFlight > 0 && this.buffer.length < CONCURRENT_BATCH_AT) return;
+      this.batchesInFlight += 1;
+      void this.recordBatch(this.buffer.splice(0, this.maxBatch)).finally(() => {
+        this.batchesInFlight -= 1;
+        this.flush();
+      });
     }
   }
 

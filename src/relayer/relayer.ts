@@ -5,8 +5,7 @@ import {
   claimOutboxBatch,
   outboxNextAttemptAt,
   type ClaimedItem,
-  outboxQueueStats,
-  outboxQueueStatsByRail,
+  outboxQueueSample,
   releaseOutboxLeases,
   repairExpiredLeases,
 } from '../db/outbox.ts';
@@ -45,6 +44,13 @@ export interface RelayerOptions {
   tracing?: Tracing;
 }
 
+/**
+ * Claims under way at once. Two let the next claim's round trip overlap the dispatch of the
+ * last one's items (with one, slots sat idle for a claim's round trip after every batch);
+ * more only add contention on the due index. Each holds a pool connection while it runs.
+ */
+export const MAX_CLAIMS_IN_FLIGHT = 2;
+
 /** Bounds one repair run; a larger backlog of expired leases is taken over several ticks. */
 const MAX_REPAIR_CHUNKS_PER_RUN = 10;
 
@@ -67,8 +73,12 @@ export class Relayer {
   private readonly wakeup: Wakeup;
   private readonly repairer: Ticker;
   private readonly queueSampler: Ticker;
-  private pumping: Promise<void> | undefined;
-  private pumpRequested = false;
+  /** Claims under way (at most MAX_CLAIMS_IN_FLIGHT). */
+  private readonly claims = new Set<Promise<void>>();
+  /** Dispatch slots promised to claims under way. */
+  private reservedSlots = 0;
+  /** A wake-up arrived while a claim was under way on a quiet queue: claim once more after it. */
+  private claimRequested = false;
   /** The last claim came back full or stopped for lack of slots: more work is likely waiting. */
   private backlog = false;
   private databaseReachable = true;
@@ -106,7 +116,9 @@ export class Relayer {
       // Under a backlog, refill when half a claim's worth of slots is free rather than on
       // every freed slot: a claim per finished item would cost a round trip per item.
       onSlotFreed: () => {
-        if (this.backlog && this.dispatcher.freeSlots() >= this.refillAt) this.wake('drain');
+        if (this.backlog && this.dispatcher.freeSlots() - this.reservedSlots >= this.refillAt) {
+          this.wake('drain');
+        }
       },
     });
     this.wakeup = new Wakeup({
@@ -166,7 +178,7 @@ export class Relayer {
       'relayer stopping',
     );
     await this.wakeup.stop();
-    await this.pumping;
+    await Promise.all([...this.claims]);
     const unstarted = [...this.claimedWhileStopping.splice(0), ...this.dispatcher.takeUnstarted()];
     const released = await this.release(unstarted);
     const drainedInTime = await this.dispatcher.drain(this.options.shutdownGraceMs);
@@ -197,73 +209,121 @@ export class Relayer {
     return { ready: checks.every((check) => check.ok), checks };
   }
 
-  /** Starts a claim pump, or asks the running one to go round again (counted once, then). */
+  /**
+   * Looks for work: starts claims while slots are free, or, if a claim is already under
+   * way on a quiet queue, asks for one more after it (a NOTIFY that arrives during a claim
+   * may name an item that claim's snapshot missed). Counted once per wake-up that claims.
+   */
   private wake(source: WakeupSource): void {
     if (this.state !== 'running') return;
-    if (this.pumping) {
-      this.pumpRequested = true;
+    if (this.claims.size > 0 && !this.backlog) {
+      this.claimRequested = true;
       return;
     }
-    // Liveness: ticks only when a pump starts or claims, so a pump stuck on the database
-    // stops the ticks and /healthz fails, however many wake-ups keep arriving.
-    this.options.metrics.tick();
-    this.options.metrics.wakeup(source);
-    this.pumping = this.pump().finally(() => {
-      this.pumping = undefined;
-      if (this.pumpRequested && this.state === 'running') this.wake('drain');
-    });
+    // Liveness: ticks when a wake-up finds no claim under way, and when a claim starts or
+    // returns, so claims stuck on the database stop the ticks and /healthz fails, however
+    // many wake-ups keep arriving.
+    if (this.claims.size === 0) this.options.metrics.tick();
+    const started = this.fill();
+    // Both claims under way, or no slot free: this wake-up's items may be newer than their
+    // snapshots, so it is owed a claim once one can start (dropping it left items waiting
+    // for the next poll, seconds of tail latency at 1,000/s).
+    if (started === 0 && this.claims.size > 0) this.claimRequested = true;
+    if (started > 0 || this.claims.size === 0) this.options.metrics.wakeup(source);
   }
 
-  /** Claims while batches come back full and slots are free; then sleeps until the next retry. */
-  private async pump(): Promise<void> {
-    const { pool, workerId, leaseSeconds, batchSize, metrics, logger } = this.options;
-    this.pumpRequested = false;
-    try {
-      for (;;) {
-        if (this.state !== 'running') return;
-        const free = this.dispatcher.freeSlots();
-        if (free === 0) {
-          this.backlog = true;
-          return;
-        }
-        const wanted = Math.min(free, batchSize);
-        const tracing = this.options.tracing ?? NO_TRACING;
-        const claimSpan = tracing.startClaim(workerId, wanted);
-        let items: Awaited<ReturnType<typeof claimOutboxBatch>>;
-        try {
-          items = await claimOutboxBatch(pool, {
-            batchSize: wanted,
-            workerId,
-            leaseSeconds,
-            railTypes: this.railTypes,
-          });
-        } catch (error) {
-          tracing.endClaim(claimSpan, 0, error);
-          throw error;
-        }
-        tracing.endClaim(claimSpan, items.length);
-        this.setDatabaseReachable(true);
-        metrics.tick();
-        const byRail = new Map<string, number>();
-        for (const item of items) byRail.set(item.railType, (byRail.get(item.railType) ?? 0) + 1);
-        for (const [rail, count] of byRail) metrics.claimed(rail, count);
-        // A stop that began during the claim starts no new dispatch: it releases these leases.
-        if (this.state !== 'running') {
-          this.claimedWhileStopping.push(...items);
-          return;
-        }
-        this.dispatcher.submit(items, claimSpan);
-        this.backlog = items.length === wanted;
-        if (!this.backlog) break;
-        metrics.wakeup('drain');
+  /**
+   * Starts claims until the free slots are spoken for or MAX_CLAIMS_IN_FLIGHT claims are under
+   * way. Each claim reserves the slots it asks for, so two claims never lease more items than
+   * there are slots to start them (an item's lease starts when its dispatch can start). A
+   * second claim runs alongside the first only while a backlog remains and at least
+   * refillAt slots are left for it: on a quiet queue there is one claim at a time.
+   */
+  private fill(): number {
+    let started = 0;
+    while (this.state === 'running' && this.claims.size < MAX_CLAIMS_IN_FLIGHT) {
+      const available = this.dispatcher.freeSlots() - this.reservedSlots;
+      if (available <= 0) {
+        this.backlog = true;
+        break;
       }
-      const next = await outboxNextAttemptAt(pool);
-      if (next && next.getTime() > Date.now()) this.wakeup.scheduleAt(next);
+      if (this.claims.size > 0 && (!this.backlog || available < this.refillAt)) break;
+      const wanted = Math.min(available, this.options.batchSize);
+      this.reservedSlots += wanted;
+      this.options.metrics.tick();
+      const claim = this.claim(wanted).finally(() => {
+        this.claims.delete(claim);
+        this.reservedSlots -= wanted;
+        this.afterClaim();
+      });
+      this.claims.add(claim);
+      started += 1;
+    }
+    return started;
+  }
+
+  /** After a claim settles: more while a backlog remains, else one asked-for claim, else sleep. */
+  private afterClaim(): void {
+    if (this.state !== 'running') return;
+    if (this.backlog || (this.claimRequested && this.claims.size === 0)) {
+      if (this.fill() > 0) {
+        // A claim that starts now sees everything a wake-up asked for.
+        this.claimRequested = false;
+        this.options.metrics.wakeup('drain');
+      }
+    } else if (this.claims.size === 0 && this.databaseReachable) {
+      void this.scheduleNextDue();
+    }
+  }
+
+  /** One claim of up to `wanted` items, handed to the dispatcher; never rejects. */
+  private async claim(wanted: number): Promise<void> {
+    const { pool, workerId, leaseSeconds, metrics, logger } = this.options;
+    const tracing = this.options.tracing ?? NO_TRACING;
+    const claimSpan = tracing.startClaim(workerId, wanted);
+    let items: ClaimedItem[];
+    try {
+      items = await claimOutboxBatch(pool, {
+        batchSize: wanted,
+        workerId,
+        leaseSeconds,
+        railTypes: this.railTypes,
+      });
     } catch (error) {
+      tracing.endClaim(claimSpan, 0, error);
+      this.backlog = false;
       this.setDatabaseReachable(false);
       logger.error(
         { event: 'claim_failed', err: { message: (error as Error).message } },
         'claiming failed; retrying on the next wake-up',
+      );
+      return;
+    }
+    tracing.endClaim(claimSpan, items.length);
+    this.setDatabaseReachable(true);
+    metrics.tick();
+    const byRail = new Map<string, number>();
+    for (const item of items) byRail.set(item.railType, (byRail.get(item.railType) ?? 0) + 1);
+    for (const [rail, count] of byRail) metrics.claimed(rail, count);
+    // A stop that began during the claim starts no new dispatch: it releases these leases.
+    if (this.state !== 'running') {
+      this.claimedWhileStopping.push(...items);
+      return;
+    }
+    this.dispatcher.submit(items, claimSpan);
+    this.backlog = items.length === wanted;
+  }
+
+  /** The queue looked empty: wake again when the earliest scheduled retry falls due. */
+  private async scheduleNextDue(): Promise<void> {
+    try {
+      const next = await outboxNextAttemptAt(this.options.pool);
+      if (next && next.getTime() > Date.now()) this.wakeup.scheduleAt(next);
+    } catch (error) {
+      this.setDatabaseReachable(false);
+      this.options.logger.error(
+        { event: 'claim_failed', err: { message: (error as Error).message } },
+        'reading the next due time failed; retrying on the next wake-up',
       );
     }
   }
@@ -309,15 +369,20 @@ export class Relayer {
   }
 
   private async sampleQueue(): Promise<void> {
-    const [stats, byRail, pauses, railControls] = await Promise.all([
-      outboxQueueStats(this.options.pool),
-      outboxQueueStatsByRail(this.options.pool),
+    // The fleet shares one sample per interval (0031): at most one worker scans the queue,
+    // the others read the stored row. A little under the interval, so each worker's tick
+    // sees a sample no older than one interval.
+    const maxAgeMs = Math.floor(this.options.queueStatsIntervalMs * 0.9);
+    const sample = await outboxQueueSample(this.options.pool, maxAgeMs);
+    const [pauses, railControls] = await Promise.all([
       activePauses(this.options.pool),
       railOverview(this.options.pool),
     ]);
     this.setDatabaseReachable(true);
-    this.options.metrics.setQueueStats(stats);
-    this.options.metrics.setRailQueueStats(byRail);
+    if (sample) {
+      this.options.metrics.setQueueStats(sample.stats);
+      this.options.metrics.setRailQueueStats(sample.byRail);
+    }
     this.options.metrics.setPauses(pauses);
     this.options.metrics.setRailControls(railControls);
   }

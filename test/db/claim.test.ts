@@ -314,4 +314,57 @@ describe('claim_outbox_batch', () => {
     expect(claimed).toHaveLength(100);
     expect(claimed.every((item) => !item.instructionId.endsWith('0'))).toBe(true);
   });
+
+  it('INV-CLAIM-PLAN-ON-INDEXES: at 20k due rows, every statement of a claim of 256 runs on indexes, custom and generic plans alike (auto_explain of the nested statements)', async () => {
+    await db.owner.query(
+      `INSERT INTO public.payment_outbox_items
+         (outbox_id, instruction_id, participant_id, sequence_id, idempotency_key, rail_type,
+          payload, payload_sha256)
+       SELECT uuidv7(), 'plan-' || g, 'plan-participant-' || (g % 50), g, 'plan-key-' || g,
+              'sandbox', '{}'::jsonb, repeat('0', 64)
+         FROM generate_series(1, 20000) AS g`,
+    );
+    await db.owner.query(
+      `INSERT INTO public.payment_outbox_pending
+         (outbox_id, participant_id, sequence_id, rail_type, next_attempt_at)
+       SELECT i.outbox_id, i.participant_id, i.sequence_id, 'sandbox', now() - interval '1 minute'
+         FROM public.payment_outbox_items i WHERE i.instruction_id LIKE 'plan-%'`,
+    );
+    await db.owner.query('ANALYZE public.payment_outbox_pending, public.payment_outbox_items');
+    const session = clients[1];
+    if (!session) throw new Error('no client');
+    const plans: string[] = [];
+    const collect = (notice: { message?: string }) => {
+      if (notice.message?.includes('Query Text')) plans.push(notice.message);
+    };
+    session.on('notice', collect);
+    try {
+      await session.query(`LOAD 'auto_explain'`);
+      await session.query(`SET auto_explain.log_min_duration = 0`);
+      await session.query(`SET auto_explain.log_nested_statements = on`);
+      await session.query(`SET auto_explain.log_format = 'json'`);
+      await session.query(`SET client_min_messages = log`);
+      // Six calls: PL/pgSQL switches to a generic plan after five custom ones.
+      for (let call = 0; call < 6; call += 1) {
+        const claimed = await claimOutboxBatch(session, {
+          batchSize: 256,
+          workerId: 'plan-worker',
+          leaseSeconds: 30,
+          railTypes: ['sandbox'],
+        });
+        expect(claimed).toHaveLength(256);
+      }
+    } finally {
+      session.off('notice', collect);
+      await session.query('RESET ALL');
+    }
+    const leasing = plans.filter((plan) => plan.includes('UPDATE public.payment_outbox_pending'));
+    expect(leasing.length).toBeGreaterThanOrEqual(6);
+    const nested = plans.filter((plan) => !plan.includes('claim_outbox_batch('));
+    expect(nested.length).toBeGreaterThanOrEqual(12);
+    const queueScan =
+      /"Node Type": "Seq Scan"[^{}]*"Relation Name": "payment_outbox_(pending|items)"/;
+    for (const plan of nested) expect(plan).not.toMatch(queueScan);
+    expect(nested.some((plan) => plan.includes('"Index Name": "ix_pending_due"'))).toBe(true);
+  });
 });

@@ -89,6 +89,7 @@ describe('schema shape the invariants rely on', () => {
       'outbox_current_limits()',
       'outbox_failed_items(text,text,integer)',
       'outbox_next_attempt_at()',
+      'outbox_queue_sample(integer)',
       'outbox_queue_stats()',
       'outbox_queue_stats_by_rail()',
       'outbox_rail_overview()',

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { outboxNextAttemptAt, outboxQueueStats } from '../../src/db/outbox.ts';
+import { outboxNextAttemptAt, outboxQueueSample, outboxQueueStats } from '../../src/db/outbox.ts';
 import {
   enqueueAndClaim,
   enqueueItems,
@@ -13,6 +13,7 @@ const { db } = await outboxTestBed({ emptyQueueBeforeEach: true });
 const executor = await connectAs(db, 'symphony_executor');
 const readonly = await connectAs(db, 'symphony_readonly');
 const ingest = await connectAs(db, 'symphony_ingest');
+const secondExecutor = await connectAs(db, 'symphony_executor');
 
 /** Schedules unleased items relative to the database clock (negative = due that long ago). */
 async function scheduleAt(outboxId: string, secondsFromNow: number): Promise<void> {
@@ -80,5 +81,52 @@ describe('outbox_queue_stats', () => {
     await expectSqlState(outboxQueueStats(ingest), '42501');
     await expectSqlState(outboxNextAttemptAt(ingest), '42501');
     await expectSqlState(outboxNextAttemptAt(readonly), '42501');
+  });
+});
+
+describe('outbox_queue_sample', () => {
+  it('INV-QUEUE-SAMPLE-SHARED: one sample per interval for the fleet: a fresh sample is read, not retaken; a stale one is retaken with exact figures', async () => {
+    await enqueueAndClaim(db.owner, 2, { workerId: 'w' });
+    await enqueueItems(db.owner, 3);
+    const first = await outboxQueueSample(executor, 0);
+    expect(first?.stats).toMatchObject({ pending: 5, due: 3, leased: 2, expiredLeases: 0 });
+    expect(first?.byRail).toEqual([
+      expect.objectContaining({ railType: 'sandbox', pending: 5, due: 3 }),
+    ]);
+
+    // Another worker within the interval reads the stored sample: figures as of sampled_at.
+    await enqueueItems(db.owner, 4);
+    const shared = await outboxQueueSample(secondExecutor, 3_600_000);
+    expect(shared?.sampledAt).toEqual(first?.sampledAt);
+    expect(shared?.stats.pending).toBe(5);
+
+    // Once the sample is older than the caller's max age, that caller takes a new one.
+    const retaken = await outboxQueueSample(secondExecutor, 0);
+    expect(retaken?.sampledAt.getTime()).toBeGreaterThan(first!.sampledAt.getTime());
+    expect(retaken?.stats).toMatchObject({ pending: 9, due: 7, leased: 2 });
+  });
+
+  it('INV-QUEUE-SAMPLE-SHARED: while one worker is taking a sample, another reads the last one at once instead of scanning or waiting', async () => {
+    await enqueueItems(db.owner, 2);
+    const before = await outboxQueueSample(executor, 0);
+    await enqueueItems(db.owner, 3);
+    await executor.query('BEGIN');
+    try {
+      // This transaction holds the sampler's advisory lock until it ends.
+      const taking = await outboxQueueSample(executor, 0);
+      expect(taking?.stats.pending).toBe(5);
+      const other = await outboxQueueSample(secondExecutor, 0);
+      expect(other?.sampledAt).toEqual(before?.sampledAt);
+      expect(other?.stats.pending).toBe(2);
+    } finally {
+      await executor.query('COMMIT');
+    }
+  });
+
+  it('refuses a max age outside 0..3600000 ms (22023); only the executor may call it (42501)', async () => {
+    await expectSqlState(outboxQueueSample(executor, -1), '22023');
+    await expectSqlState(outboxQueueSample(executor, 3_600_001), '22023');
+    await expectSqlState(outboxQueueSample(readonly, 0), '42501');
+    await expectSqlState(outboxQueueSample(ingest, 0), '42501');
   });
 });

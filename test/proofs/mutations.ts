@@ -278,6 +278,37 @@ export const MUTATIONS: ProofMutation[] = [
     ),
   },
   {
+    row: 'INV-CLAIM-PLAN-ON-INDEXES',
+    removes: 'the lease by id array (back to the join form of 0024, items joined unfiltered)',
+    sql: [
+      rewriteFunction(
+        'claim_outbox_batch(integer,text,integer,text[])',
+        `       lease_expires_at = now() + make_interval(secs => p_lease_seconds)
+     WHERE p.outbox_id = ANY (v_ids)`,
+        `       lease_expires_at = now() + make_interval(secs => p_lease_seconds)
+      FROM unnest(v_ids) AS due(outbox_id)
+     WHERE p.outbox_id = due.outbox_id`,
+      ),
+      rewriteFunction(
+        'claim_outbox_batch(integer,text,integer,text[])',
+        `JOIN public.payment_outbox_items i ON i.outbox_id = l.outbox_id
+   WHERE i.outbox_id = ANY (v_ids);
+END;`,
+        `JOIN public.payment_outbox_items i ON i.outbox_id = l.outbox_id;
+END;`,
+      ),
+    ].join('\n'),
+  },
+  {
+    row: 'INV-QUEUE-SAMPLE-SHARED',
+    removes: 'the advisory try-lock: every caller retakes a stale sample',
+    sql: rewriteFunction(
+      'outbox_queue_sample(integer)',
+      'AND pg_try_advisory_xact_lock(7031, 1)',
+      'AND true',
+    ),
+  },
+  {
     row: 'INV-CLAIM-USES-DUE-INDEX',
     removes: 'the partial due index ix_pending_due',
     sql: 'DROP INDEX public.ix_pending_due;',
