@@ -1,6 +1,6 @@
-import { appendFile, cp, mkdir, readFile } from 'node:fs/promises';
+import { appendFile, cp, mkdir, readFile, symlink } from 'node:fs/promises';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { MIGRATIONS_DIR } from '../../src/db/migrate/files.ts';
 import { schemaFingerprint, SNAPSHOT_FILE } from '../../src/db/migrate/snapshot.ts';
 import { seedPolicy } from '../../src/db/policy.ts';
@@ -9,7 +9,10 @@ import { runCli, scratchDirectory } from '../support/cli.ts';
 import { freshDatabase } from '../support/database.ts';
 import { TESTED_COMMIT, writeTestReport } from '../support/evidence-fixtures.ts';
 import { REPO_ROOT } from '../support/paths.ts';
+import { runBinary } from '../support/processes.ts';
+import { README, shellBlocks } from '../support/readme-blocks.ts';
 import { rolledBackOn } from '../support/transactions.ts';
+import { withCredentials } from '../support/urls.ts';
 
 const clean = await freshDatabase();
 const auditor = await clean.createLoginRole(['symphony_auditor'], { inherit: false });
@@ -239,5 +242,55 @@ describe('symphony-relay evidence (as symphony_auditor)', () => {
         /^symphony-relay: evidence: login role "login_\w+" does not act as symphony_auditor .*roles create-login --name <login> --acts-as symphony_auditor/,
       ),
     ]);
+  });
+
+  // The block's prose names these variables; `symphony-relay` is on PATH as an installed
+  // package puts it, and the block runs in the checkout (the register is read from it).
+  it('the README’s evidence block runs as written: it creates the auditor login and exits 0 on a clean database', async () => {
+    const block = shellBlocks(README).find(
+      (candidate) =>
+        candidate.marker === 'run' && candidate.script.includes('symphony-relay evidence'),
+    );
+    expect(block, 'the README evidence block is marked readme-test: run').toBeDefined();
+    const binDir = await subdirectory('bin');
+    await symlink(
+      path.join(REPO_ROOT, 'bin/symphony-relay.js'),
+      path.join(binDir, 'symphony-relay'),
+    );
+    const password = 'readme-auditor-secret-4';
+    onTestFinished(async () => {
+      const made = await clean.owner.query(
+        "SELECT 1 FROM pg_roles WHERE rolname = 'auditor_login'",
+      );
+      if (made.rowCount) {
+        await clean.owner.query('DROP OWNED BY auditor_login');
+        await clean.owner.query('DROP ROLE auditor_login');
+      }
+    });
+    const result = await runBinary(
+      { binary: 'sh', installHint: 'a POSIX shell (Debian: dash)' },
+      ['-ec', block?.script ?? 'false'],
+      {
+        cwd: REPO_ROOT,
+        env: {
+          PATH: `${binDir}:${path.dirname(process.execPath)}:${process.env.PATH ?? ''}`,
+          HOME: process.env.HOME,
+          DATABASE_URL: clean.ownerUrl,
+          AUDITOR_PASSWORD: password,
+          AUDITOR_DATABASE_URL: withCredentials(clean.ownerUrl, 'auditor_login', password),
+          TEST_REPORT: passingReport,
+          POLICY_FILE: DEVELOPMENT_POLICY,
+          GIT_COMMIT: TESTED_COMMIT,
+        },
+        timeoutMs: 120_000,
+      },
+    );
+    expect(result.code, `${result.stdout}\n${result.stderr}`).toBe(0);
+    expect(result.stdout).toContain(
+      'created login role auditor_login; it can act only as symphony_auditor',
+    );
+    expect(result.stdout).toContain('read as auditor_login (acting as symphony_auditor)');
+    expect(result.stdout.trimEnd().split('\n').at(-1)).toBe('drift: none');
+    expect(`${result.stdout}${result.stderr}`).not.toContain(password);
   });
 });
