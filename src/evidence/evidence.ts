@@ -6,12 +6,13 @@ import { SNAPSHOT_FILE } from '../db/migrate/snapshot.ts';
 import { activePolicy, readPolicyFile, type PolicyIdentity } from '../db/policy.ts';
 import type { Queryable } from '../db/pool.ts';
 import { compareMigrations, type MigrationEvidence } from './migrations.ts';
-import { runtimeRoleMemberships, type PrivilegeCheck } from './privileges.ts';
+import { PRIVILEGE_CHECKS, type PrivilegeCheck, type PrivilegeMatrixCheck } from './privileges.ts';
 import { parseRegister, REGISTER_FILE } from './register.ts';
 import { schemaEvidence, type SchemaEvidence } from './schema.ts';
 import {
   loadTestRun,
   proofResults,
+  stampFileFor,
   TEST_REPORT_FILE,
   type ProofEvidence,
   type TestRunSummary,
@@ -31,7 +32,8 @@ export interface EvidenceReport {
   schema: SchemaEvidence;
   migrations: MigrationEvidence[];
   policy: { active: PolicyIdentity | null; expected: (PolicyIdentity & { file: string }) | null };
-  privileges: { check: string; undeclared: string[]; missing: string[] };
+  /** One entry per privilege check, each with what it found. */
+  privileges: ({ check: string } & PrivilegeMatrixCheck)[];
   proofs: { run: TestRunSummary | null; problem: string | null; register: ProofEvidence[] };
   drift: Drift[];
 }
@@ -43,8 +45,8 @@ export interface EvidenceOptions {
   testReportFile?: string;
   /** The reviewed policy file the ACTIVE policy must be; without it any ACTIVE policy is reported only. */
   policyFile?: string;
-  /** The privilege check; the declared matrix when wired, runtime role memberships until then. */
-  privilegeCheck?: PrivilegeCheck;
+  /** The privilege checks; by default the runtime role memberships (PRIVILEGE_CHECKS). */
+  privilegeChecks?: readonly PrivilegeCheck[];
   env?: NodeJS.ProcessEnv;
 }
 
@@ -110,6 +112,24 @@ function proofDrift(proofs: EvidenceReport['proofs'], code: SourceCommit): Drift
   if (proofs.problem) return [{ section: 'proofs', message: proofs.problem }];
   const drift: Drift[] = [];
   const run = proofs.run;
+  if (run && !run.stampFile) {
+    drift.push({
+      section: 'proofs',
+      message: `the test report has no run stamp of this run (${stampFileFor(run.reportFile)}), so its commit is unknown: run \`npm test\`, which writes both`,
+    });
+  } else if (run && !run.commit) {
+    drift.push({
+      section: 'proofs',
+      message:
+        'the test run did not know its commit: run `npm test` in a git checkout (or with GIT_COMMIT set)',
+    });
+  } else if (run && !code.commit) {
+    drift.push({
+      section: 'proofs',
+      message:
+        'the commit of this code is unknown, so the test report cannot be tied to it: set GIT_COMMIT or run from a checkout',
+    });
+  }
   if (run?.commit && code.commit && run.commit !== code.commit) {
     drift.push({
       section: 'proofs',
@@ -199,9 +219,10 @@ export async function collectEvidence(
     : null;
   const policy = { active: await activePolicy(db), expected };
 
-  const privilegeCheck = options.privilegeCheck ?? runtimeRoleMemberships;
-  const matrix = await privilegeCheck.check(db);
-  const privileges = { check: privilegeCheck.name, ...matrix };
+  const privileges: EvidenceReport['privileges'] = [];
+  for (const check of options.privilegeChecks ?? PRIVILEGE_CHECKS) {
+    privileges.push({ check: check.name, ...(await check.check(db)) });
+  }
 
   const proofs = await readProofs(
     options.registerFile ?? REGISTER_FILE,
@@ -212,14 +233,16 @@ export async function collectEvidence(
     ...schemaDrift(schema),
     ...migrationDrift(migrations),
     ...policyDrift(policy),
-    ...matrix.undeclared.map((line) => ({
-      section: 'privileges' as const,
-      message: `undeclared: ${line}`,
-    })),
-    ...matrix.missing.map((line) => ({
-      section: 'privileges' as const,
-      message: `missing: ${line}`,
-    })),
+    ...privileges.flatMap((found) => [
+      ...found.undeclared.map((line) => ({
+        section: 'privileges' as const,
+        message: `undeclared: ${line}`,
+      })),
+      ...found.missing.map((line) => ({
+        section: 'privileges' as const,
+        message: `missing: ${line}`,
+      })),
+    ]),
     ...proofDrift(proofs, code),
   ];
   return {

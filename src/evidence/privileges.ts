@@ -42,3 +42,9 @@ export const runtimeRoleMemberships: PrivilegeCheck = {
     };
   },
 };
+
+/**
+ * The checks `evidence` runs. The declared privilege matrix (issue 12) joins them as
+ * `{ name: 'declared privilege matrix', check: checkPrivilegeMatrix }`.
+ */
+export const PRIVILEGE_CHECKS: readonly PrivilegeCheck[] = [runtimeRoleMemberships];

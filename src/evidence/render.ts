@@ -27,7 +27,10 @@ export function renderEvidence(report: EvidenceReport): string {
         ? `ACTIVE ${policy.active.version} sha256:${policy.active.checksum}`
         : "no ACTIVE policy (seed one with 'symphony-relay policy seed --file F')"
     }${policy.expected ? `; expected ${policy.expected.version} from ${policy.expected.file}` : ''}`,
-    `${label('privileges')}${privileges.check}: ${privileges.undeclared.length} undeclared, ${privileges.missing.length} missing`,
+    ...privileges.map(
+      (found, index) =>
+        `${label(index === 0 ? 'privileges' : '')}${found.check}: ${found.undeclared.length} undeclared, ${found.missing.length} missing`,
+    ),
   ];
   if (proofs.run) {
     const run = proofs.run;

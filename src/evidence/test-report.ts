@@ -34,8 +34,10 @@ interface VitestJsonReport {
 
 export interface TestRunSummary {
   reportFile: string;
+  /** The run stamp read with the report; null when there is none for this run. */
+  stampFile: string | null;
   startedAt: Date;
-  /** From the stamp; null commit when there is none or it belongs to another run. */
+  /** From the stamp; null when there is none or the run did not know its commit. */
   commit: string | null;
   commitSource: SourceCommit['source'];
   dirty: boolean;
@@ -115,6 +117,7 @@ export async function loadTestRun(reportFile: string): Promise<LoadedTestRun> {
   return {
     summary: {
       reportFile,
+      stampFile: stamp ? stampFileFor(reportFile) : null,
       startedAt: new Date(report.startTime),
       commit: stamp?.commit ?? null,
       commitSource: stamp?.source ?? 'unknown',

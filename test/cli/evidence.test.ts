@@ -1,10 +1,11 @@
-import { appendFile, cp, mkdir, readFile, symlink } from 'node:fs/promises';
+import { appendFile, cp, mkdir, readFile, rm, symlink } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { MIGRATIONS_DIR } from '../../src/db/migrate/files.ts';
 import { schemaFingerprint, SNAPSHOT_FILE } from '../../src/db/migrate/snapshot.ts';
 import { seedPolicy } from '../../src/db/policy.ts';
 import { collectEvidence, type EvidenceReport } from '../../src/evidence/evidence.ts';
+import { stampFileFor } from '../../src/evidence/test-report.ts';
 import { runCli, scratchDirectory } from '../support/cli.ts';
 import { freshDatabase } from '../support/database.ts';
 import { TESTED_COMMIT, writeTestReport } from '../support/evidence-fixtures.ts';
@@ -65,7 +66,9 @@ describe('symphony-relay evidence (as symphony_auditor)', () => {
       version: report.policy.expected?.version,
       checksum: report.policy.expected?.checksum,
     });
-    expect(report.privileges).toMatchObject({ undeclared: [], missing: [] });
+    expect(report.privileges).toEqual([
+      { check: expect.stringContaining('runtime role memberships'), undeclared: [], missing: [] },
+    ]);
     expect(report.proofs.run).toMatchObject({ commit: TESTED_COMMIT, failed: 0, success: true });
     expect(report.proofs.register.length).toBeGreaterThan(100);
     expect(report.proofs.register.every((row) => row.result === 'proved')).toBe(true);
@@ -215,6 +218,22 @@ describe('symphony-relay evidence (as symphony_auditor)', () => {
     expect(driftLines(result.stdout)).toEqual([
       'DRIFT proofs: the test report is of commit e1de7ce00000, this code is 0123456789ab: run `npm test` on this commit',
       'DRIFT proofs: the test run had uncommitted changes to commit e1de7ce00000: its results are not those of a commit',
+    ]);
+  });
+
+  it('INV-EVIDENCE-PROOFS: a report without its run stamp cannot be tied to a commit and is drift', async () => {
+    const report = await writeTestReport(await subdirectory('unstamped'));
+    await rm(stampFileFor(report));
+    const evidence = await collectEvidence(clean.owner, {
+      testReportFile: report,
+      env: { GIT_COMMIT: TESTED_COMMIT },
+    });
+    expect(evidence.proofs.run).toMatchObject({ stampFile: null, commit: null });
+    expect(evidence.drift).toEqual([
+      {
+        section: 'proofs',
+        message: `the test report has no run stamp of this run (${stampFileFor(report)}), so its commit is unknown: run \`npm test\`, which writes both`,
+      },
     ]);
   });
 
