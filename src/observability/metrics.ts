@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { packageVersion } from '../build-info.ts';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { PAUSE_SCOPES, type Pause, type RailOverview } from '../db/controls.ts';
 import type { QueueStats, RailQueueStats } from '../db/outbox.ts';
@@ -483,10 +483,4 @@ export class RelayerMetrics {
   get contentType(): string {
     return this.registry.contentType;
   }
-}
-
-function packageVersion(): string {
-  const path = new URL('../../package.json', import.meta.url);
-  const manifest = JSON.parse(readFileSync(path, 'utf8')) as { version?: string };
-  return manifest.version ?? 'unknown';
 }

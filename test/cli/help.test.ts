@@ -18,6 +18,17 @@ describe('--help of the operator commands', () => {
     ],
     [['status'], ['--json', '--database-url', 'symphony_readonly']],
     [
+      ['evidence'],
+      [
+        '--json',
+        '--database-url',
+        '--test-report',
+        '--register',
+        '--policy-file',
+        'symphony_auditor',
+      ],
+    ],
+    [
       ['policy', 'seed'],
       ['--file', '--acts-as', '--database-url'],
     ],

@@ -6,35 +6,10 @@ import { scratchDirectory } from '../support/cli.ts';
 import { freshDatabase } from '../support/database.ts';
 import { REPO_ROOT } from '../support/paths.ts';
 import { freePort, startBinary, waitUntil, type BinaryRequirement } from '../support/processes.ts';
+import { README, shellBlocks } from '../support/readme-blocks.ts';
 import { withCredentials } from '../support/urls.ts';
 
 const SH: BinaryRequirement = { binary: 'sh', installHint: 'a POSIX shell (Debian: dash)' };
-
-/**
- * The README's `sh` blocks, each with the marker on the line before its fence:
- * `<!-- readme-test: run -->` (this file executes it as written) or
- * `<!-- readme-test: skip (why) -->` (it cannot run here, e.g. it runs the whole suite).
- */
-interface ShellBlock {
-  line: number;
-  marker: string | undefined;
-  script: string;
-}
-
-function shellBlocks(readme: string): ShellBlock[] {
-  const lines = readme.split('\n');
-  const blocks: ShellBlock[] = [];
-  for (let index = 0; index < lines.length; index++) {
-    if (lines[index] !== '```sh') continue;
-    const end = lines.indexOf('```', index + 1);
-    const marker = /^<!-- readme-test: (.*) -->$/.exec(lines[index - 1] ?? '')?.[1];
-    blocks.push({ line: index + 1, marker, script: lines.slice(index + 1, end).join('\n') });
-    index = end;
-  }
-  return blocks;
-}
-
-const README = readFileSync(join(REPO_ROOT, 'README.md'), 'utf8');
 
 /** The children of a process (Linux), to stop the command a shell is waiting for. */
 function childrenOf(pid: number): number[] {

@@ -53,6 +53,7 @@ const RELEASE = 'release_outbox_leases(text,uuid[],uuid[])';
 const PAUSE_TARGET = 'outbox_pause_target(text,text,text)';
 const REDRIVE = 'redrive_outbox_item(uuid,text)';
 const SET_RAIL_SETTINGS = 'set_rail_settings(text,integer,boolean,integer,integer,integer,text)';
+const EVIDENCE = 'src/evidence/evidence.ts';
 export const MUTATIONS: ProofMutation[] = [
   // Roles and privileges
   {
@@ -996,6 +997,55 @@ END;`,
         replace: 'if (item.traceparent || !item.traceparent) return ROOT_CONTEXT;',
       },
     ],
+  }, // symphony-relay evidence
+  {
+    row: 'INV-EVIDENCE-CLEAN',
+    removes:
+      'the equality of the live fingerprint and the snapshot’s (every database reported different)',
+    patches: [
+      {
+        file: 'src/evidence/schema.ts',
+        find: 'const equal = liveFingerprint === committedFingerprint;',
+        replace: 'const equal = false;',
+      },
+    ],
+  },
+  {
+    row: 'INV-EVIDENCE-SCHEMA-DRIFT',
+    removes: 'schema differences from the drift list',
+    patches: [{ file: EVIDENCE, find: '    ...schemaDrift(schema),\n', replace: '' }],
+  },
+  {
+    row: 'INV-EVIDENCE-MIGRATION-EDITED',
+    removes: 'the comparison of the applied checksum with the file’s',
+    patches: [
+      {
+        file: 'src/evidence/migrations.ts',
+        find: ': row.checksum_sha256 === file.checksum',
+        replace: ': true',
+      },
+    ],
+  },
+  {
+    row: 'INV-EVIDENCE-PRIVILEGES',
+    removes: 'the runtime role memberships from the privilege check',
+    patches: [
+      {
+        file: 'src/evidence/privileges.ts',
+        find: 'undeclared: rows.map((row) => `${row.member} is a member of ${row.granted}`),',
+        replace: 'undeclared: [],',
+      },
+    ],
+  },
+  {
+    row: 'INV-EVIDENCE-PROOFS',
+    removes: 'proof results from the drift list',
+    patches: [{ file: EVIDENCE, find: '    ...proofDrift(proofs, code),\n', replace: '' }],
+  },
+  {
+    row: 'INV-EVIDENCE-POLICY',
+    removes: 'the comparison of the ACTIVE policy with the reviewed file',
+    patches: [{ file: EVIDENCE, find: '    ...policyDrift(policy),\n', replace: '' }],
   },
   // Operator control plane (0022–0023); claim and completion rows follow their live functions
   {

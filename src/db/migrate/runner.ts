@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { readMigrationFiles, MIGRATIONS_DIR, type MigrationFile } from './files.ts';
 import { lintMigrationSql } from './lint.ts';
+import type { Queryable } from '../pool.ts';
 import { splitStatements } from './sql-statements.ts';
 import { assignSchemaOwner } from './ownership.ts';
 
@@ -50,7 +51,7 @@ export interface MigrationStatusRow {
   appliedAt: Date | null;
 }
 
-interface LedgerRow {
+export interface LedgerRow {
   version: string;
   checksum_sha256: string;
   applied_at: Date;
@@ -72,7 +73,8 @@ async function withClient<T>(connection: Connection, work: (client: pg.Client) =
   }
 }
 
-async function readLedger(client: pg.Client): Promise<Map<string, LedgerRow>> {
+/** The applied migrations by version; empty when the database was never migrated. */
+export async function readLedger(client: Queryable): Promise<Map<string, LedgerRow>> {
   const exists = await client.query<{ present: boolean }>(
     `SELECT to_regclass('public.schema_migrations') IS NOT NULL AS present`,
   );
