@@ -14,6 +14,7 @@ interface EvidenceCliOptions {
   testReport?: string;
   register?: string;
   policyFile?: string;
+  requireProofs?: boolean;
 }
 
 export function registerEvidenceCommand(program: Command): void {
@@ -34,6 +35,10 @@ export function registerEvidenceCommand(program: Command): void {
     .option('--test-report <file>', 'Vitest JSON report of the test run', TEST_REPORT_FILE)
     .option('--register <file>', 'the invariant register', REGISTER_FILE)
     .option('--policy-file <file>', 'the reviewed policy file the ACTIVE policy must equal')
+    .option(
+      '--require-proofs',
+      'a missing test report is drift too (without it, the proofs are reported as not recorded)',
+    )
     .action(async (options: EvidenceCliOptions) => {
       const url = requireDatabaseUrl(options.databaseUrl, 'evidence');
       const report = await withDatabaseSession(
@@ -43,6 +48,7 @@ export function registerEvidenceCommand(program: Command): void {
             testReportFile: options.testReport,
             registerFile: options.register,
             policyFile: options.policyFile,
+            requireProofs: options.requireProofs,
           }),
       ).catch((error: unknown) => {
         throw databaseFailure('evidence', ROLE, error);

@@ -11,6 +11,7 @@ import { parseRegister, REGISTER_FILE } from './register.ts';
 import { schemaEvidence, type SchemaEvidence } from './schema.ts';
 import {
   loadTestRun,
+  MissingTestReport,
   proofResults,
   stampFileFor,
   TEST_REPORT_FILE,
@@ -34,7 +35,13 @@ export interface EvidenceReport {
   policy: { active: PolicyIdentity | null; expected: (PolicyIdentity & { file: string }) | null };
   /** One entry per privilege check, each with what it found. */
   privileges: ({ check: string } & PrivilegeMatrixCheck)[];
-  proofs: { run: TestRunSummary | null; problem: string | null; register: ProofEvidence[] };
+  proofs: {
+    run: TestRunSummary | null;
+    problem: string | null;
+    /** True when there was no report at all (drift only with `requireProofs`). */
+    reportMissing: boolean;
+    register: ProofEvidence[];
+  };
   drift: Drift[];
 }
 
@@ -45,7 +52,12 @@ export interface EvidenceOptions {
   testReportFile?: string;
   /** The reviewed policy file the ACTIVE policy must be; without it any ACTIVE policy is reported only. */
   policyFile?: string;
-  /** The privilege checks; by default the runtime role memberships (PRIVILEGE_CHECKS). */
+  /**
+   * A missing test report is drift only when proofs are required: a database checked from a
+   * checkout whose suite has not run yet still gets the rest of its evidence and exit 0.
+   */
+  requireProofs?: boolean;
+  /** The privilege checks; by default PRIVILEGE_CHECKS (the declared matrix and memberships). */
   privilegeChecks?: readonly PrivilegeCheck[];
   env?: NodeJS.ProcessEnv;
 }
@@ -108,7 +120,12 @@ function policyDrift(policy: EvidenceReport['policy']): Drift[] {
   ];
 }
 
-function proofDrift(proofs: EvidenceReport['proofs'], code: SourceCommit): Drift[] {
+function proofDrift(
+  proofs: EvidenceReport['proofs'],
+  code: SourceCommit,
+  requireProofs: boolean,
+): Drift[] {
+  if (proofs.reportMissing && !requireProofs) return [];
   if (proofs.problem) return [{ section: 'proofs', message: proofs.problem }];
   const drift: Drift[] = [];
   const run = proofs.run;
@@ -168,16 +185,23 @@ async function readProofs(
     return {
       run: null,
       problem: `the invariant register ${registerFile} cannot be read (${reason}): run evidence from a checkout or pass --register <file>`,
+      reportMissing: false,
       register: [],
     };
   }
   try {
     const run = await loadTestRun(testReportFile);
-    return { run: run.summary, problem: null, register: proofResults(rows, run) };
+    return {
+      run: run.summary,
+      problem: null,
+      reportMissing: false,
+      register: proofResults(rows, run),
+    };
   } catch (error) {
     return {
       run: null,
       problem: (error as Error).message,
+      reportMissing: error instanceof MissingTestReport,
       register: rows.map((row) => ({
         id: row.id,
         result: 'not run',
@@ -243,7 +267,7 @@ export async function collectEvidence(
         message: `missing: ${line}`,
       })),
     ]),
-    ...proofDrift(proofs, code),
+    ...proofDrift(proofs, code, options.requireProofs ?? false),
   ];
   return {
     generatedAt: session.now.toISOString(),

@@ -1,10 +1,11 @@
 import type { Queryable } from '../db/pool.ts';
+import { checkPrivilegeMatrix } from '../db/privilege-matrix.ts';
 import { RUNTIME_ROLES } from '../db/roles.ts';
 
 /**
  * What a privilege check reports: grants the database holds that the declaration does not
  * (`undeclared`) and declared grants the database lacks (`missing`), one readable line each.
- * The declared privilege matrix (issue 12) returns this shape; `evidence` takes any such check.
+ * The declared privilege matrix (`checkPrivilegeMatrix`) returns this shape.
  */
 export interface PrivilegeMatrixCheck {
   undeclared: string[];
@@ -18,11 +19,19 @@ export interface PrivilegeCheck {
 }
 
 /**
- * Until the declared privilege matrix is wired in: the one grant the schema snapshot cannot
- * see. Grants on objects in schema public are part of the snapshot (compared line by line);
- * a membership of a runtime role in another role (e.g. `GRANT pg_read_all_data TO
- * symphony_auditor`) is cluster-wide, outside it, and would give that role powers no
- * migration granted. Runtime roles are members of nothing (INV-ROLE-NO-INHERITED-POWERS).
+ * Every privilege any role or PUBLIC holds on the relay database (database, schema, tables,
+ * columns, sequences, functions, types, large objects, owners) against policy/privileges.json.
+ */
+export const declaredPrivilegeMatrix: PrivilegeCheck = {
+  name: 'declared privilege matrix (policy/privileges.json)',
+  check: (db) => checkPrivilegeMatrix(db),
+};
+
+/**
+ * A membership of a runtime role in another role (e.g. `GRANT pg_read_all_data TO
+ * symphony_auditor`) is cluster-wide, outside the matrix of this database, and would give
+ * that role powers no migration granted. Runtime roles are members of nothing
+ * (INV-ROLE-NO-INHERITED-POWERS).
  */
 export const runtimeRoleMemberships: PrivilegeCheck = {
   name: 'runtime role memberships (runtime roles are members of no role)',
@@ -43,8 +52,8 @@ export const runtimeRoleMemberships: PrivilegeCheck = {
   },
 };
 
-/**
- * The checks `evidence` runs. The declared privilege matrix (issue 12) joins them as
- * `{ name: 'declared privilege matrix', check: checkPrivilegeMatrix }`.
- */
-export const PRIVILEGE_CHECKS: readonly PrivilegeCheck[] = [runtimeRoleMemberships];
+/** The checks `evidence` runs. */
+export const PRIVILEGE_CHECKS: readonly PrivilegeCheck[] = [
+  declaredPrivilegeMatrix,
+  runtimeRoleMemberships,
+];

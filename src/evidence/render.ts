@@ -41,7 +41,10 @@ export function renderEvidence(report: EvidenceReport): string {
       ...proofs.register.map((row) => `  ${row.id.padEnd(44)} ${row.result}`),
     );
   } else {
-    lines.push(`${label('proofs')}${proofs.problem ?? 'no test report'}`);
+    const note = proofs.reportMissing
+      ? ' (the proofs are not part of this evidence; --require-proofs makes this drift)'
+      : '';
+    lines.push(`${label('proofs')}${proofs.problem ?? 'no test report'}${note}`);
   }
   if (drift.length === 0) {
     lines.push('drift: none');

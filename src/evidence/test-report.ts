@@ -86,13 +86,16 @@ async function readStamp(reportFile: string, startTime: number): Promise<TestRun
   }
 }
 
+/** No report at the path: proofs were not recorded here (not the same as a bad report). */
+export class MissingTestReport extends Error {}
+
 /** Reads a JSON report and its stamp; throws an Error with a one-line reason when it cannot. */
 export async function loadTestRun(reportFile: string): Promise<LoadedTestRun> {
   let text: string;
   try {
     text = await readFile(reportFile, 'utf8');
   } catch {
-    throw new Error(
+    throw new MissingTestReport(
       `no test report at ${reportFile}: run \`npm test\` (it writes one), or pass --test-report <file>`,
     );
   }

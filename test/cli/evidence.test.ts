@@ -67,6 +67,7 @@ describe('symphony-relay evidence (as symphony_auditor)', () => {
       checksum: report.policy.expected?.checksum,
     });
     expect(report.privileges).toEqual([
+      { check: expect.stringContaining('declared privilege matrix'), undeclared: [], missing: [] },
       { check: expect.stringContaining('runtime role memberships'), undeclared: [], missing: [] },
     ]);
     expect(report.proofs.run).toMatchObject({ commit: TESTED_COMMIT, failed: 0, success: true });
@@ -118,6 +119,8 @@ describe('symphony-relay evidence (as symphony_auditor)', () => {
     expect(driftLines(result.stdout)).toEqual([
       'DRIFT schema: table privileges: in the database, not in schema/snapshot.txt: participant_outbox_sequences symphony_readonly SELECT',
       'DRIFT schema: function privileges: in schema/snapshot.txt, not in the database: outbox_queue_stats() symphony_executor EXECUTE',
+      'DRIFT privileges: undeclared: table public.participant_outbox_sequences: symphony_readonly SELECT',
+      'DRIFT privileges: missing: function public.outbox_queue_stats(): symphony_executor EXECUTE',
     ]);
   });
 
@@ -179,7 +182,7 @@ describe('symphony-relay evidence (as symphony_auditor)', () => {
     });
   });
 
-  it('INV-EVIDENCE-PROOFS: a failed proof, a proof that never ran and a missing report each exit 1, naming the invariant', async () => {
+  it('INV-EVIDENCE-PROOFS: a failed proof and a proof that never ran exit 1, naming the invariant; a missing report does with --require-proofs', async () => {
     const failedTitle =
       'INV-SCHEMA-SNAPSHOT: the migrations reproduce the committed schema/snapshot.txt exactly';
     const absentTitle = 'INV-IDS-UUIDV7: id defaults call uuidv7() and no public.uuidv7 shadows it';
@@ -198,12 +201,22 @@ describe('symphony-relay evidence (as symphony_auditor)', () => {
     ]);
 
     const missing = path.join(scratch.path, 'no-such-report.json');
-    const none = await runCli(['evidence', '--test-report', missing], {
+    const unrecorded = await runCli(['evidence', '--test-report', missing], {
       DATABASE_URL: auditor.url,
       GIT_COMMIT: TESTED_COMMIT,
     });
-    expect(none.code).toBe(1);
-    expect(driftLines(none.stdout)).toEqual([
+    expect(unrecorded.code).toBe(0);
+    expect(unrecorded.stdout).toContain(
+      `no test report at ${missing}: run \`npm test\` (it writes one), or pass --test-report <file> (the proofs are not part of this evidence; --require-proofs makes this drift)`,
+    );
+    expect(driftLines(unrecorded.stdout)).toEqual([]);
+
+    const required = await runCli(['evidence', '--test-report', missing, '--require-proofs'], {
+      DATABASE_URL: auditor.url,
+      GIT_COMMIT: TESTED_COMMIT,
+    });
+    expect(required.code).toBe(1);
+    expect(driftLines(required.stdout)).toEqual([
       `DRIFT proofs: no test report at ${missing}: run \`npm test\` (it writes one), or pass --test-report <file>`,
     ]);
   });

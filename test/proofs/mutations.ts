@@ -1040,7 +1040,13 @@ END;`,
   {
     row: 'INV-EVIDENCE-PROOFS',
     removes: 'proof results from the drift list',
-    patches: [{ file: EVIDENCE, find: '    ...proofDrift(proofs, code),\n', replace: '' }],
+    patches: [
+      {
+        file: EVIDENCE,
+        find: '    ...proofDrift(proofs, code, options.requireProofs ?? false),\n',
+        replace: '',
+      },
+    ],
   },
   {
     row: 'INV-EVIDENCE-POLICY',
