@@ -93,6 +93,7 @@ export async function injectFaults(
   };
 
   const killLoop = async () => {
+    const starting: Promise<void>[] = [];
     const maxKills = Math.ceil((seconds * 1000) / plan.killEveryMs[0]);
     for (let stop = 1; stop <= maxKills; stop += 1) {
       if (!(await pause(between(plan.random, ...plan.killEveryMs), plan.end))) return;
@@ -102,7 +103,9 @@ export async function injectFaults(
           const id = fleet.idOf(slot);
           if (!id) return;
           // The third stop is the first graceful one, so a short run has one too.
-          const graceful = stop % plan.gracefulEvery === 3 % plan.gracefulEvery;
+          // A worker still starting has no SIGTERM handler yet: it gets SIGKILL instead.
+          const graceful =
+            stop % plan.gracefulEvery === 3 % plan.gracefulEvery && fleet.hasStarted(slot);
           const exit = await fleet.signal(slot, graceful ? 'SIGTERM' : 'SIGKILL');
           if (graceful) {
             if (exit) log.gracefulRestarts.push(exit);
@@ -121,12 +124,15 @@ export async function injectFaults(
           }
           // Alternate: the first restart reuses the id, the second takes a new one, and so on.
           const newId = stop % 2 === 0;
-          await fleet.restart(slot, newId);
           if (newId) log.restartsNewId += 1;
           else log.restartsSameId += 1;
+          // Not awaited under the lock: the next kill comes 2-5 s later whether or not this
+          // worker has finished starting (on a loaded machine that takes several seconds).
+          starting.push(fleet.restart(slot, newId).catch(failed('worker restart')));
         })
-        .catch(failed('worker kill and restart'));
+        .catch(failed('worker kill'));
     }
+    await Promise.all(starting);
   };
 
   const terminateLoop = async () => {

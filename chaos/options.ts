@@ -26,7 +26,7 @@ export const FULL_CONFIG: ChaosConfig = {
   producers: 4,
   workers: 4,
   durationSeconds: 300,
-  drainTimeoutSeconds: 300,
+  drainTimeoutSeconds: 600,
   seed: 1,
 };
 

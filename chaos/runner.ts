@@ -100,6 +100,7 @@ export async function runChaos(
     );
     await sleep(Math.max(0, end - Date.now()));
     await producers.stop();
+    const faultsEnd = Date.now();
     progress('faults stopped; draining the queue');
     const drainStart = Date.now();
     const drainEnd = drainStart + config.drainTimeoutSeconds * 1000;
@@ -164,7 +165,7 @@ export async function runChaos(
       },
       timings: {
         backlogMs: backlogDone - startedAt,
-        faultsMs: Date.now() - faultsStart - drainMs,
+        faultsMs: faultsEnd - faultsStart,
         drainMs,
         totalMs: Date.now() - startedAt,
       },

@@ -18,6 +18,7 @@ interface Running {
   exited: Promise<WorkerExit>;
   sent: NodeJS.Signals | null;
   started: Promise<void>;
+  hasStarted: boolean;
   /** The last lines of output, for a failure message (bounded). */
   tail: string[];
 }
@@ -73,6 +74,11 @@ export class Fleet {
     return this.slots[slot]?.id;
   }
 
+  /** True once the slot's worker has logged worker_started (its signal handlers are set). */
+  hasStarted(slot: number): boolean {
+    return this.slots[slot]?.hasStarted ?? false;
+  }
+
   /**
    * Sends `signal` to the slot's worker and waits for it to exit. SIGTERM that is not
    * obeyed within the bound is followed by SIGKILL (and shows as a non-zero exit).
@@ -88,12 +94,14 @@ export class Fleet {
     return running.exited;
   }
 
-  /** Starts a worker in an empty slot, with the slot's first id or a new one. */
-  async restart(slot: number, newId: boolean): Promise<string> {
+  /**
+   * Starts a worker in an empty slot, with the slot's first id or a new one. Resolves once
+   * it has started (or was stopped by the run while starting).
+   */
+  async restart(slot: number, newId: boolean): Promise<void> {
     this.generation += 1;
     const id = newId ? `chaos-w${slot + 1}-g${this.generation}` : `chaos-w${slot + 1}`;
     await this.launch(slot, id);
-    return id;
   }
 
   /** SIGTERM to every worker at once; their exits in slot order. */
@@ -146,6 +154,7 @@ export class Fleet {
       child,
       sent: null,
       started,
+      hasStarted: false,
       tail,
       exited: new Promise((resolve) =>
         child.once('exit', (code, signal) =>
@@ -154,6 +163,7 @@ export class Fleet {
       ),
     };
     this.slots[slot] = running;
+    void started.then(() => (running.hasStarted = true));
     void running.exited.then((exit) => {
       if (this.slots[slot] === running) this.slots[slot] = undefined;
       if (exit.sent !== null) return;
@@ -172,6 +182,8 @@ export class Fleet {
       running.exited.then(() => 'exited' as const),
       sleep(START_TIMEOUT_MS).then(() => 'timeout' as const),
     ]);
+    // A worker killed by the run while it was still starting is a fault, not a failure.
+    if (outcome === 'exited' && running.sent !== null) return;
     if (outcome !== 'started') {
       throw new Error(
         `relayer ${id} did not start (${outcome}); its last output: ${tail.slice(-5).join(' | ')}`,
