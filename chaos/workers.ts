@@ -63,7 +63,7 @@ export class Fleet {
 
   /** Starts every slot's first worker and waits until each has logged worker_started. */
   async start(): Promise<void> {
-    await Promise.all(this.slots.map((_, slot) => this.launch(slot, `chaos-w${slot + 1}`)));
+    await Promise.all(this.slots.map((_, slot) => this.launch(slot, `chaos-w${slot + 1}`, true)));
   }
 
   size(): number {
@@ -130,7 +130,7 @@ export class Fleet {
     );
   }
 
-  private async launch(slot: number, id: string): Promise<void> {
+  private async launch(slot: number, id: string, first = false): Promise<void> {
     const child = spawn(process.execPath, [CLI_BIN, 'run'], {
       env: { PATH: process.env.PATH, HOME: process.env.HOME, ...this.env, SYMPHONY_WORKER_ID: id },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -182,8 +182,10 @@ export class Fleet {
       running.exited.then(() => 'exited' as const),
       sleep(START_TIMEOUT_MS).then(() => 'timeout' as const),
     ]);
-    // A worker killed by the run while it was still starting is a fault, not a failure.
-    if (outcome === 'exited' && running.sent !== null) return;
+    // After the first start, a worker that exits while starting is not a failed fault: it
+    // was killed by the run, or it gave up on its own (its database was restarting, say),
+    // which `unprompted` records and the slot's replacement answers.
+    if (outcome === 'exited' && !first) return;
     if (outcome !== 'started') {
       throw new Error(
         `relayer ${id} did not start (${outcome}); its last output: ${tail.slice(-5).join(' | ')}`,

@@ -11,11 +11,11 @@ describe('chaos run (short configuration)', () => {
   it('loses nothing, records one terminal attempt per item and explains every duplicate acceptance, under SIGKILLs, backend terminations, a PostgreSQL restart, a hanging rail, 5xx and a final SIGTERM', async () => {
     const report = await runChaos({
       ...FULL_CONFIG,
-      items: 300,
-      rate: 30,
+      items: 200,
+      rate: 20,
       producers: 3,
       workers: 2,
-      durationSeconds: 16,
+      durationSeconds: 12,
       drainTimeoutSeconds: 180,
       seed: 7,
     });
@@ -26,7 +26,7 @@ describe('chaos run (short configuration)', () => {
     expect(report.ok).toBe(true);
     const figures = report.figures as Record<string, unknown>;
     const faults = report.faults as Record<string, unknown>;
-    expect(figures.enqueued as number, context).toBeGreaterThan(300);
+    expect(figures.enqueued as number, context).toBeGreaterThan(200);
     expect(figures.lost, context).toBe(0);
     expect(figures.twoOrMoreTerminal, context).toBe(0);
     expect(figures.dispatched, context).toBe(figures.enqueued);
