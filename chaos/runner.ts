@@ -102,6 +102,7 @@ export async function runChaos(
     await producers.stop();
     const faultsEnd = Date.now();
     progress('faults stopped; draining the queue');
+    await fleet.settle();
     const drainStart = Date.now();
     const drainEnd = drainStart + config.drainTimeoutSeconds * 1000;
     let left = -1;

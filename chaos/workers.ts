@@ -104,11 +104,44 @@ export class Fleet {
     await this.launch(slot, id);
   }
 
-  /** SIGTERM to every worker at once; their exits in slot order. */
+  /**
+   * Waits (bounded) until every slot has a worker that has started, starting one with the
+   * slot's first id where a slot is empty: the final SIGTERM must meet a whole fleet, not a
+   * replacement still loading its code (which has no SIGTERM handler yet).
+   */
+  async settle(): Promise<void> {
+    for (let round = 0; round < 240; round += 1) {
+      const waiting = this.slots.map((running, slot) => {
+        if (!running) return this.launch(slot, `chaos-w${slot + 1}`).then(() => false);
+        return running.hasStarted
+          ? Promise.resolve(true)
+          : Promise.race([running.started, running.exited]).then(() => false);
+      });
+      const results = await Promise.race([
+        Promise.all(waiting),
+        sleep(START_TIMEOUT_MS).then(() => [false]),
+      ]);
+      if (results.every(Boolean)) return;
+      await sleep(250);
+    }
+    throw new Error('the fleet did not settle: a slot had no started worker for too long');
+  }
+
+  /** SIGTERM to every worker at once; their exits in slot order (an empty slot counts as a failure). */
   async stopAll(): Promise<WorkerExit[]> {
     this.replacing = false;
-    const exits = await Promise.all(this.slots.map((_, slot) => this.signal(slot, 'SIGTERM')));
-    return exits.filter((exit): exit is WorkerExit => exit !== undefined);
+    return Promise.all(
+      this.slots.map(
+        async (_, slot) =>
+          (await this.signal(slot, 'SIGTERM')) ?? {
+            id: `(slot ${slot + 1} had no worker)`,
+            code: null,
+            signal: null,
+            sent: 'SIGTERM',
+            at: Date.now(),
+          },
+      ),
+    );
   }
 
   /** SIGKILL to whatever still runs (cleanup after a failure). */
