@@ -137,8 +137,14 @@ export async function injectFaults(
 
   const terminateLoop = async () => {
     const maxRounds = Math.ceil((seconds * 1000) / plan.terminateEveryMs[0]);
-    for (let round = 0; round < maxRounds; round += 1) {
-      if (!(await pause(between(plan.random, ...plan.terminateEveryMs), plan.end))) return;
+    let missed = false;
+    for (let round = 0; round < maxRounds * 2; round += 1) {
+      // A round that found no relayer backend (every worker was restarting) is tried again
+      // soon rather than after the usual 6-12 s.
+      // The first round comes after half the usual wait, so a short run has one too.
+      const usual = between(plan.random, ...plan.terminateEveryMs);
+      const wait = missed ? 500 : round === 0 ? usual / 2 : usual;
+      if (!(await pause(wait, plan.end))) return;
       await lock
         .run(() =>
           withOwner(db.ownerUrl, async (client) => {
@@ -147,8 +153,11 @@ export async function injectFaults(
                  FROM pg_stat_activity WHERE usename = $1`,
               [db.relayLogin.name],
             );
+            const terminated = rows[0]?.terminated ?? 0;
+            missed = terminated === 0;
+            if (missed) return;
             log.terminationRounds += 1;
-            log.backendsTerminated += rows[0]?.terminated ?? 0;
+            log.backendsTerminated += terminated;
           }),
         )
         .catch(failed('pg_terminate_backend round'));

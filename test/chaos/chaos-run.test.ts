@@ -35,6 +35,8 @@ describe('chaos run (short configuration)', () => {
     expect(figures.finalSigtermExitCodes, context).toEqual([0, 0]);
     expect(faults.sigkills as number, context).toBeGreaterThanOrEqual(1);
     expect(faults.restartsSameId as number, context).toBeGreaterThanOrEqual(1);
+    // A round counts once it cut a backend (a round that met none is retried 0.5 s later).
+    expect(faults.terminationRounds as number, context).toBeGreaterThanOrEqual(1);
     expect(faults.backendsTerminated as number, context).toBeGreaterThanOrEqual(1);
     expect(faults.pgRestart, context).toHaveProperty('recoveryMs');
     expect(faults.railHang, context).toEqual({ ms: 4_000 });
