@@ -366,8 +366,8 @@ describe('re-drive', () => {
     );
     await redriveOutboxItem(control, { outboxId: failed.outboxId, reason: 'next drive' });
     await db.owner.query(
-      `INSERT INTO public.payment_outbox_attempts (outbox_id, attempt_no, state, completed_at)
-       VALUES ($1, 2, 'FAILED', now())`,
+      `INSERT INTO public.payment_outbox_attempts (outbox_id, attempt_no, state, completed_at, drive)
+       VALUES ($1, 2, 'FAILED', now(), 2)`,
       [failed.outboxId],
     );
   });
@@ -387,22 +387,44 @@ describe('re-drive', () => {
     );
     await expectSqlState(
       db.owner.query(
-        `INSERT INTO public.payment_outbox_attempts (outbox_id, attempt_no, state, completed_at)
-         VALUES ($1, 2, 'DISPATCHED', now())`,
+        `INSERT INTO public.payment_outbox_attempts (outbox_id, attempt_no, state, completed_at, drive)
+         VALUES ($1, 2, 'DISPATCHED', now(), 2)`,
         [id],
       ),
       '23505',
     );
   });
 
-  it('INV-ATTEMPTS-DRIVE-FROM-LEDGER: an attempt’s drive comes from the re-drive record, whatever the writer says', async () => {
+  it('INV-ATTEMPTS-DRIVE-FROM-LEDGER: an attempt written in another drive than 1 + the item’s re-drives is refused with P7503, even for the owner', async () => {
     const [id] = await enqueueItems(db.owner, 1, { prefix: uniquePrefix('drive') });
-    const { rows } = await db.owner.query<{ drive: number }>(
-      `INSERT INTO public.payment_outbox_attempts (outbox_id, attempt_no, state, drive)
-       VALUES ($1, 1, 'RETRYABLE', 7) RETURNING drive`,
-      [id],
+    const append = (drive: number, attemptNo: number) =>
+      db.owner.query(
+        `INSERT INTO public.payment_outbox_attempts (outbox_id, attempt_no, state, drive)
+         VALUES ($1, $2, 'RETRYABLE', $3)`,
+        [id, attemptNo, drive],
+      );
+    const error = await expectSqlState(append(7, 1), 'P7503');
+    expect(error.message).toMatch(
+      /^INV-ATTEMPTS-DRIVE-FROM-LEDGER: .* drive 7, but the item is in drive 1/,
     );
-    expect(rows).toEqual([{ drive: 1 }]);
+    await append(1, 1);
+
+    // A re-driven item is in drive 2: drive 1 is refused there, drive 2 is accepted.
+    const failed = await failedItem();
+    await redriveOutboxItem(control, { outboxId: failed.outboxId, reason: 'drive check' });
+    const inDrive = (drive: number) =>
+      db.owner.query(
+        `INSERT INTO public.payment_outbox_attempts (outbox_id, attempt_no, state, drive)
+         VALUES ($1, 100, 'RETRYABLE', $2)`,
+        [failed.outboxId, drive],
+      );
+    await expectSqlState(inDrive(1), 'P7503');
+    await inDrive(2);
+    const { rows } = await db.owner.query<{ drive: number }>(
+      'SELECT drive FROM public.payment_outbox_attempts WHERE outbox_id = $1 AND attempt_no = 100',
+      [failed.outboxId],
+    );
+    expect(rows).toEqual([{ drive: 2 }]);
   });
 
   it.each(['UPDATE', 'DELETE', 'TRUNCATE'])(

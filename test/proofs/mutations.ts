@@ -573,10 +573,10 @@ END;`,
   },
   {
     row: 'INV-BATCH-COMPLETE-LEASE-FENCED',
-    // The fence is checked twice (when locking, and again when recording): remove both.
+    // The token is checked when locking, and the input is matched to the locked rows by it.
     removes: 'the token check of the batch fence, when locking and when recording',
     sql: `${rewriteFunction(COMPLETE_BATCH, 'AND p.lease_token = o.lease_token', '')}
-          ${rewriteFunction(COMPLETE_BATCH, 'AND p.lease_token = i.lease_token', '')}`,
+          ${rewriteFunction(COMPLETE_BATCH, 'AND l.lease_token = i.lease_token', '')}`,
   },
   {
     row: 'INV-BATCH-COMPLETE-SAME-AS-SINGLE',
@@ -600,9 +600,8 @@ END;`,
     row: 'INV-BATCH-COMPLETE-LIVE-HOLDER-ONLY',
     removes: 'the worker and token checks of the batch fence, when locking and when recording',
     sql: `${rewriteFunction(COMPLETE_BATCH, 'WHERE p.claimed_by = p_worker_id', 'WHERE true')}
-          ${rewriteFunction(COMPLETE_BATCH, 'AND p.claimed_by = p_worker_id', '')}
           ${rewriteFunction(COMPLETE_BATCH, 'AND p.lease_token = o.lease_token', '')}
-          ${rewriteFunction(COMPLETE_BATCH, 'AND p.lease_token = i.lease_token', '')}`,
+          ${rewriteFunction(COMPLETE_BATCH, 'AND l.lease_token = i.lease_token', '')}`,
   },
   {
     row: 'INV-BATCH-COMPLETE-RECHECK-AFTER-WAIT',
@@ -1066,8 +1065,9 @@ END;`,
   },
   {
     row: 'INV-ATTEMPTS-DRIVE-FROM-LEDGER',
-    removes: 'the trigger that derives an attempt’s drive from the re-drive record',
-    sql: 'DROP TRIGGER trg_attempts_set_drive ON public.payment_outbox_attempts;',
+    removes:
+      'the statement trigger that checks every appended attempt’s drive against the re-drive record',
+    sql: 'DROP TRIGGER trg_attempts_check_drive ON public.payment_outbox_attempts;',
   },
   {
     row: 'INV-PAUSE-INPUT',
