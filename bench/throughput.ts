@@ -10,7 +10,8 @@
  *             (concurrency 24, localQueue 500, batch delays 0) and at its defaults
  *   rss       peak RSS (VmHWM) of a `symphony-relay run` process draining N items at defaults
  *   latency   enqueue commit -> arrival at a loopback HTTP rail, at 200/s and 1,000/s, relayer at
- *             defaults vs graphile-worker tuned (its task POSTs to the same server)
+ *             defaults vs graphile-worker tuned (its task POSTs to the same server), each after
+ *             one unmeasured second of the same traffic
  *   scale     the relayer's drain rate (first N items, defaults) with L not-yet-due rows
  *             behind the due ones, and with L due rows; the cost of the shared queue sample
  *             and of the exact outbox_queue_stats() scan at L rows
@@ -48,6 +49,8 @@ import { createLogger } from '../src/observability/logger.ts';
 const ITEMS = Number(process.env.BENCH_ITEMS ?? 20_000);
 const LARGE = Number(process.env.BENCH_LARGE ?? 1_000_000);
 const LATENCY_SECONDS = Number(process.env.BENCH_LATENCY_SECONDS ?? 5);
+/** Unmeasured traffic at the same rate before each latency run. */
+const LATENCY_WARMUP_SECONDS = 1;
 const SECTIONS = new Set(
   (process.env.BENCH_SECTIONS ?? 'enqueue,drain,rss,latency,scale').split(','),
 );
@@ -522,14 +525,15 @@ async function loopbackRail() {
   return { url, arrivals, close: () => new Promise((resolve) => server.close(resolve)) };
 }
 
-/** Enqueues `perSecond` items a second for LATENCY_SECONDS, one call each, every 5 ms. */
+/** Enqueues `perSecond` items a second for `seconds`, one call each, every 5 ms. */
 async function paced(
   perSecond: number,
+  seconds: number,
   enqueue: (n: number) => Promise<unknown>,
   sentAt: Map<string, number>,
   keyOf: (n: number) => string,
 ): Promise<number> {
-  const total = perSecond * LATENCY_SECONDS;
+  const total = perSecond * seconds;
   const tickMs = 5;
   const started = performance.now();
   const pending: Promise<unknown>[] = [];
@@ -582,13 +586,24 @@ async function latencySection(bench: Bench): Promise<void> {
       );
       const sentAt = new Map<string, number>();
       try {
+        // Warm-up, not measured: both systems' connections, plans and code paths are hot
+        // before the measured run (the first claims of a fresh backend plan their statements).
+        const warm = await paced(
+          perSecond,
+          LATENCY_WARMUP_SECONDS,
+          (n) => enqueuePaymentOutbox(pool, request(`${name}_warm`, n, 'bank')),
+          new Map(),
+          (n) => `${name}_warm-key-${n}`,
+        );
+        await waitForArrivals(rail.arrivals, warm);
         const total = await paced(
           perSecond,
+          LATENCY_SECONDS,
           (n) => enqueuePaymentOutbox(pool, request(name, n, 'bank')),
           sentAt,
           (n) => `${name}-key-${n}`,
         );
-        await waitForArrivals(rail.arrivals, total);
+        await waitForArrivals(rail.arrivals, warm + total);
       } finally {
         await runtime.stop();
       }
@@ -610,7 +625,7 @@ async function latencySection(bench: Bench): Promise<void> {
       const worker = graphileRun(
         connectionString,
         GRAPHILE_TUNED,
-        perSecond * LATENCY_SECONDS,
+        perSecond * (LATENCY_WARMUP_SECONDS + LATENCY_SECONDS),
         async (payload) => {
           const response = await fetch(peerRail.url, {
             method: 'POST',
@@ -623,16 +638,27 @@ async function latencySection(bench: Bench): Promise<void> {
       );
       await running;
       try {
+        const addJob = (key: string) =>
+          producer.query(`SELECT graphile_worker.add_job('noop', $1::json)`, [
+            JSON.stringify({ key, amount: '10.00', currency: 'ZMW' }),
+          ]);
+        const warmKey = (n: number) => `graphile-${perSecond}-warm-key-${n}`;
+        const warm = await paced(
+          perSecond,
+          LATENCY_WARMUP_SECONDS,
+          (n) => addJob(warmKey(n)),
+          new Map(),
+          warmKey,
+        );
+        await waitForArrivals(peerRail.arrivals, warm);
         const total = await paced(
           perSecond,
-          (n) =>
-            producer.query(`SELECT graphile_worker.add_job('noop', $1::json)`, [
-              JSON.stringify({ key: keyOf(n), amount: '10.00', currency: 'ZMW' }),
-            ]),
+          LATENCY_SECONDS,
+          (n) => addJob(keyOf(n)),
           sentAt,
           keyOf,
         );
-        await waitForArrivals(peerRail.arrivals, total);
+        await waitForArrivals(peerRail.arrivals, warm + total);
         await worker;
       } finally {
         await producer.end();
