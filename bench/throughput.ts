@@ -13,8 +13,12 @@
  *             defaults vs graphile-worker tuned (its task POSTs to the same server), each after
  *             one unmeasured second of the same traffic
  *   scale     the relayer's drain rate (first N items, defaults) with L not-yet-due rows
- *             behind the due ones, and with L due rows; the cost of the shared queue sample
+ *             behind the due ones, and with L due rows; whether any statement of a claim
+ *             scans the queue at L rows (auto_explain); the cost of the shared queue sample
  *             and of the exact outbox_queue_stats() scan at L rows
+ *   cpu/where (with drain) CPU per item of this process and of the database backends, for
+ *             the relayer, its SQL alone and graphile-worker; and the statements that took
+ *             the most server time per item (pg_stat_statements, nested statements included)
  *
  * Not a test: nothing here asserts a speed. Knobs:
  *   BENCH_ITEMS=20000        N
@@ -166,6 +170,11 @@ async function main(): Promise<void> {
     dataDir: temporaryDataDir('symphony-bench'),
     persistent: false,
     maxConnections: 200,
+    // Where the time goes: per-statement times inside the functions (track = all).
+    settings: {
+      shared_preload_libraries: 'pg_stat_statements',
+      'pg_stat_statements.track': 'all',
+    },
   });
   const admin = new pg.Client({ connectionString: server.adminUrl });
   await admin.connect();
@@ -281,6 +290,82 @@ async function enqueueSection(bench: Bench): Promise<void> {
   }
 }
 
+/**
+ * CPU spent per item by this process (the relayer or graphile-worker runs in it) and by the
+ * database backends serving `database` (as `user` if given), read from /proc: which side of
+ * the 2 CPUs a drain is bound by, not just how fast it went. The embedded server is local.
+ */
+async function cpuMeter(bench: Bench, database: string, user?: string) {
+  const backendTicks = async () => {
+    const { rows } = await bench.admin.query<{ pid: number }>(
+      `SELECT pid FROM pg_stat_activity WHERE datname = $1 AND ($2::text IS NULL OR usename = $2)`,
+      [database, user ?? null],
+    );
+    let ticks = 0;
+    for (const { pid } of rows) {
+      try {
+        const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+        ticks += Number(fields[11]) + Number(fields[12]);
+      } catch {
+        // The backend ended between the two reads: its time is lost, the figure a little low.
+      }
+    }
+    return ticks;
+  };
+  const ticksAtStart = await backendTicks();
+  const nodeAtStart = process.cpuUsage();
+  const ticksPerSecond = 100;
+  return {
+    /** Call before the drain's connections close; records µs of CPU per item on each side. */
+    async record(label: string, items: number) {
+      const node = process.cpuUsage(nodeAtStart);
+      const backendUs = ((await backendTicks()) - ticksAtStart) * (1e6 / ticksPerSecond);
+      record('cpu', `${label}: database backends, CPU per item`, backendUs / items, 'µs');
+      record(
+        'cpu',
+        `${label}: Node process, CPU per item`,
+        (node.user + node.system) / items,
+        'µs',
+      );
+    },
+  };
+}
+
+/** The statements that took the most time in `database` since the last reset, per item. */
+async function statementTimes(bench: Bench, database: string, label: string, items: number) {
+  const client = new pg.Client({ connectionString: bench.urlOf(database) });
+  await client.connect();
+  try {
+    const { rows: top } = await client.query<{ query: string; calls: string; total: number }>(
+      `SELECT regexp_replace(query, '\\s+', ' ', 'g') AS query, calls, total_exec_time AS total
+         FROM pg_stat_statements
+        WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+        ORDER BY total_exec_time DESC LIMIT 6`,
+    );
+    for (const row of top) {
+      record(
+        'where',
+        `${label}: ${row.query.slice(0, 90).replaceAll('|', '/')} (${row.calls} calls)`,
+        (row.total * 1000) / items,
+        'µs/item',
+      );
+    }
+  } finally {
+    await client.end();
+  }
+}
+
+async function resetStatementTimes(bench: Bench, database: string): Promise<void> {
+  const client = new pg.Client({ connectionString: bench.urlOf(database) });
+  await client.connect();
+  try {
+    await client.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
+    await client.query('SELECT pg_stat_statements_reset()');
+  } finally {
+    await client.end();
+  }
+}
+
 async function filledQueue(bench: Bench, name: string, items: number): Promise<pg.Pool> {
   const pool = await bench.symphony(name);
   await fanOut(
@@ -298,6 +383,7 @@ async function drainWithRuntime(
   name: string,
   settings: Record<string, string>,
   done: () => Promise<boolean>,
+  beforeStop?: () => Promise<void>,
 ): Promise<void> {
   const runtime = await startRuntime(
     {
@@ -312,6 +398,7 @@ async function drainWithRuntime(
   );
   try {
     while (!(await done())) await new Promise((resolve) => setTimeout(resolve, 10));
+    await beforeStop?.();
   } finally {
     await runtime.stop();
   }
@@ -363,16 +450,23 @@ async function drainSection(bench: Bench): Promise<void> {
   for (const mode of modes) {
     const name = `bench_drain_${mode.key}`;
     const pool = await filledQueue(bench, name, ITEMS);
+    await resetStatementTimes(bench, name);
+    const meter = await cpuMeter(bench, name, 'bench_relayer');
     await rate('drain', mode.label, ITEMS, () =>
-      drainWithRuntime(bench, name, mode.settings, queueEmpty(pool)),
+      drainWithRuntime(bench, name, mode.settings, queueEmpty(pool), () =>
+        meter.record(`relayer ${mode.key}`, ITEMS),
+      ),
     );
     await assertAllDispatched(pool, ITEMS);
+    if (mode.key === 'defaults') await statementTimes(bench, name, 'relayer defaults', ITEMS);
   }
 
   // The relayer's own SQL with nothing around it: the ceiling the pipeline is measured against.
   const name = 'bench_drain_sql';
   const pool = await filledQueue(bench, name, ITEMS);
   const executor = new pg.Pool({ connectionString: bench.relayerUrl(name), max: SQL_CLIENTS });
+  await resetStatementTimes(bench, name);
+  const meter = await cpuMeter(bench, name, 'bench_relayer');
   try {
     await rate(
       'drain',
@@ -409,10 +503,12 @@ async function drainSection(bench: Bench): Promise<void> {
           }),
         ),
     );
+    await meter.record('relayer SQL alone', ITEMS);
   } finally {
     await executor.end();
   }
   await assertAllDispatched(pool, ITEMS);
+  await statementTimes(bench, name, 'relayer SQL alone', ITEMS);
 
   for (const [label, options] of [
     [
@@ -433,8 +529,21 @@ async function drainSection(bench: Bench): Promise<void> {
       await utils.addJobs(chunk.map((n) => ({ identifier: 'noop', payload: { n } })));
     }
     await utils.release();
+    const database = `bench_graphile_drain_${options === GRAPHILE_TUNED ? 'tuned' : 'defaults'}`;
+    const meter = await cpuMeter(bench, database);
     await rate('drain', label, ITEMS, () =>
-      graphileRun(connectionString, options, ITEMS, async () => {}),
+      graphileRun(
+        connectionString,
+        options,
+        ITEMS,
+        async () => {},
+        undefined,
+        () =>
+          meter.record(
+            `graphile-worker ${options === GRAPHILE_TUNED ? 'tuned' : 'defaults'}`,
+            ITEMS,
+          ),
+      ),
     );
   }
 }
@@ -446,6 +555,7 @@ async function graphileRun(
   count: number,
   task: (payload: unknown) => Promise<void>,
   started?: () => void,
+  beforeStop?: () => Promise<void>,
 ): Promise<void> {
   const { run, Logger } = await import('graphile-worker');
   let done = 0;
@@ -465,6 +575,7 @@ async function graphileRun(
   });
   started?.();
   await allDone;
+  await beforeStop?.();
   await runner.stop();
 }
 
@@ -672,6 +783,41 @@ async function latencySection(bench: Bench): Promise<void> {
   }
 }
 
+/**
+ * The plans of every statement inside six claims of 256 (custom and generic plans), rolled
+ * back: does the claim stay on the indexes at this table size?
+ */
+async function claimPlans(bench: Bench, database: string) {
+  const client = new pg.Client({ connectionString: bench.urlOf(database) });
+  await client.connect();
+  const plans: string[] = [];
+  client.on('notice', (notice: { message?: string }) => {
+    if (notice.message?.includes('Query Text')) plans.push(notice.message);
+  });
+  try {
+    await client.query('BEGIN');
+    await client.query(`LOAD 'auto_explain'`);
+    await client.query(`SET LOCAL auto_explain.log_min_duration = 0`);
+    await client.query(`SET LOCAL auto_explain.log_nested_statements = on`);
+    await client.query(`SET LOCAL auto_explain.log_level = notice`);
+    for (let call = 0; call < 6; call += 1) {
+      await claimOutboxBatch(client, {
+        batchSize: 256,
+        workerId: 'bench-plans',
+        leaseSeconds: 30,
+        railTypes: ['sandbox'],
+      });
+    }
+  } finally {
+    await client.query('ROLLBACK');
+    await client.end();
+  }
+  const sequentialScans = plans.filter((plan) =>
+    /Seq Scan on (payment_outbox_pending|payment_outbox_items)/.test(plan),
+  ).length;
+  return { statements: plans.length, sequentialScans };
+}
+
 /** L rows straight into the item record and the queue (as the owner: setup, not measured). */
 async function bulkRows(pool: pg.Pool, prefix: string, rowsCount: number, dueIn: string) {
   await pool.query(
@@ -725,6 +871,18 @@ async function scaleSection(bench: Bench): Promise<void> {
   );
   record('scale', `ratio: ${LARGE} not yet due / nothing else`, withFuture / base, 'x');
   record('scale', `ratio: ${LARGE} due / nothing else`, withDue / base, 'x');
+  for (const [database, rowsLabel] of [
+    ['bench_scale_future', `${LARGE} not yet due`],
+    ['bench_scale_due', `${LARGE} due`],
+  ] as const) {
+    const plans = await claimPlans(bench, database);
+    record(
+      'scale',
+      `claim of 256 with ${rowsLabel}: sequential scans of the queue or item record in ${plans.statements} planned statements (auto_explain, 6 calls)`,
+      plans.sequentialScans,
+      'scans',
+    );
+  }
 
   const executor = new pg.Pool({
     connectionString: bench.relayerUrl('bench_scale_due'),

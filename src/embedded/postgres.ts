@@ -29,6 +29,8 @@ export interface EmbeddedOptions {
   persistent: boolean;
   port?: number;
   maxConnections?: number;
+  /** Extra server settings (`-c name=value`), e.g. preloaded libraries for a benchmark. */
+  settings?: Record<string, string>;
   /** A `native` directory (bin/, lib/, share/) to use instead of the installed package's. */
   binariesRoot?: string;
   onLog?: (line: string) => void;
@@ -103,6 +105,10 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
       'listen_addresses=127.0.0.1',
       '-c',
       `max_connections=${options.maxConnections ?? 200}`,
+      ...Object.entries(options.settings ?? {}).flatMap(([name, value]) => [
+        '-c',
+        `${name}=${value}`,
+      ]),
     ],
     {
       ...(user ?? {}),
