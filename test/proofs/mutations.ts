@@ -284,9 +284,9 @@ export const MUTATIONS: ProofMutation[] = [
     sql: [
       rewriteFunction(
         'claim_outbox_batch(integer,text,integer,text[])',
-        `       lease_expires_at = now() + make_interval(secs => p_lease_seconds)
+        `       updated_at       = now()
      WHERE p.outbox_id = ANY (v_ids)`,
-        `       lease_expires_at = now() + make_interval(secs => p_lease_seconds)
+        `       updated_at       = now()
       FROM unnest(v_ids) AS due(outbox_id)
      WHERE p.outbox_id = due.outbox_id`,
       ),
