@@ -847,8 +847,8 @@ END;`,
     removes: 'the printable-ASCII pattern of identifiers (only the length checked)',
     sql: rewriteFunction(
       'outbox_item_input_problem(text,text,text,text,jsonb,text,integer,integer)',
-      'OR v_field.value !~',
-      'AND v_field.value !~',
+      'OR v_values[v_field] !~',
+      'AND v_values[v_field] !~',
     ),
   },
   {
