@@ -900,6 +900,11 @@ END;`,
     sql: 'ALTER TABLE public.payment_outbox_items DROP CONSTRAINT ck_items_payload_is_object;',
   },
   {
+    row: 'INV-ITEMS-PAYLOAD-DIGEST',
+    removes: 'CHECK ck_items_payload_sha256_hex',
+    sql: 'ALTER TABLE public.payment_outbox_items DROP CONSTRAINT ck_items_payload_sha256_hex;',
+  },
+  {
     row: 'INV-ITEMS-UPGRADE-LOSSLESS',
     removes: 'the backfill of finished items from the ledger in 0020',
     patches: [
