@@ -164,6 +164,59 @@ describe('enqueue_payment_outbox_batch', () => {
     expect(await nextSequenceOf(participantId)).toBe('6');
   });
 
+  it('an all-new batch (participants interleaved, a key repeated) returns what its item and pending rows hold: ids drawn and each participant numbered in input order', async () => {
+    const prefix = uniquePrefix('batch-all-new');
+    const alice = { participantId: `${prefix}-alice` };
+    const bob = { participantId: `${prefix}-bob` };
+    const results = await enqueuePaymentOutboxBatch(db.owner, [
+      request(prefix, 'a1', alice),
+      request(prefix, 'b1', bob),
+      request(prefix, 'a2', alice),
+      request(prefix, 'a1', alice),
+      request(prefix, 'b2', bob),
+      request(prefix, 'a3', alice),
+    ]);
+
+    expect(results.map(({ sequenceId, state }) => ({ sequenceId, state }))).toEqual([
+      { sequenceId: '1', state: 'PENDING' },
+      { sequenceId: '1', state: 'PENDING' },
+      { sequenceId: '2', state: 'PENDING' },
+      { sequenceId: '1', state: 'PENDING' },
+      { sequenceId: '2', state: 'PENDING' },
+      { sequenceId: '3', state: 'PENDING' },
+    ]);
+    // The repeated key is the first occurrence's item; the others are new, in input order.
+    expect(results[3]!.outboxId).toBe(results[0]!.outboxId);
+    const firsts = [0, 1, 2, 4, 5].map((index) => results[index]!.outboxId);
+    expect([...firsts].sort()).toEqual(firsts);
+    expect(new Set(firsts).size).toBe(5);
+
+    const { rows } = await db.owner.query<{
+      outbox_id: string;
+      sequence_id: string;
+      created_at: Date;
+      pending_sequence_id: string | null;
+      pending_created_at: Date | null;
+    }>(
+      `SELECT i.outbox_id, i.sequence_id, i.created_at,
+              p.sequence_id AS pending_sequence_id, p.created_at AS pending_created_at
+         FROM public.payment_outbox_items i
+         LEFT JOIN public.payment_outbox_pending p ON p.outbox_id = i.outbox_id
+        WHERE i.outbox_id = ANY($1::uuid[])`,
+      [firsts],
+    );
+    const stored = new Map(rows.map((row) => [row.outbox_id, row]));
+    for (const result of results) {
+      const row = stored.get(result.outboxId);
+      expect(row?.sequence_id).toBe(result.sequenceId);
+      expect(row?.pending_sequence_id).toBe(result.sequenceId);
+      expect(row?.created_at.getTime()).toBe(result.createdAt.getTime());
+      expect(row?.pending_created_at?.getTime()).toBe(result.createdAt.getTime());
+    }
+    expect(await nextSequenceOf(alice.participantId)).toBe('4');
+    expect(await nextSequenceOf(bob.participantId)).toBe('3');
+  });
+
   it('INV-ENQUEUE-BATCH-PAYLOAD-OBJECT: a non-object payload anywhere refuses the whole batch with 23514 and consumes no sequence number', async () => {
     const prefix = uniquePrefix('batch-payload');
     const participantId = `${prefix}-participant`;

@@ -445,4 +445,44 @@ describe('the item record', () => {
       '23514',
     );
   });
+  it('INV-ITEMS-PAYLOAD-DIGEST: an item record whose payload_sha256 is not 64 lowercase hex characters is refused with 23514, by the same rule as 0020', async () => {
+    const hex64 = 'ab'.repeat(32);
+    const refused = [
+      hex64.slice(1),
+      `${hex64}0`,
+      hex64.toUpperCase(),
+      `${hex64.slice(1)}g`,
+      `${hex64.slice(1)}\n`,
+      ` ${hex64.slice(1)}`,
+      '',
+    ];
+    // 0034 rewrote 0020's regex ^[0-9a-f]{64}$ for speed: 0020's rule refuses exactly these
+    // candidates, and the live CHECK below must too.
+    const { rows } = await db.owner.query<{ matches: boolean }>(
+      `SELECT c ~ '^[0-9a-f]{64}$' AS matches FROM unnest($1::text[]) WITH ORDINALITY AS u(c, n) ORDER BY n`,
+      [[hex64, ...refused]],
+    );
+    expect(rows.map((row) => row.matches)).toEqual([true, ...refused.map(() => false)]);
+    for (const [index, digest] of refused.entries()) {
+      const error = await expectSqlState(
+        db.owner.query(
+          `INSERT INTO public.payment_outbox_items (
+             outbox_id, instruction_id, participant_id, sequence_id, idempotency_key, rail_type,
+             payload, payload_sha256)
+           VALUES (uuidv7(), 'i', 'p-digest', $1, $2, 'sandbox', '{}', $3)`,
+          [index + 1, uniquePrefix('bad-digest'), digest],
+        ),
+        '23514',
+      );
+      expect(error.message).toContain('ck_items_payload_sha256_hex');
+    }
+    const prefix = uniquePrefix('good-digest');
+    await db.owner.query(
+      `INSERT INTO public.payment_outbox_items (
+         outbox_id, instruction_id, participant_id, sequence_id, idempotency_key, rail_type,
+         payload, payload_sha256)
+       VALUES (uuidv7(), 'i', $1, 1, $1, 'sandbox', '{}', $2)`,
+      [prefix, hex64],
+    );
+  });
 });

@@ -846,8 +846,8 @@ END;`,
     removes: 'the printable-ASCII pattern of identifiers (only the length checked)',
     sql: rewriteFunction(
       'outbox_item_input_problem(text,text,text,text,jsonb,text,integer,integer)',
-      'OR v_field.value !~',
-      'AND v_field.value !~',
+      'OR v_values[v_field] !~',
+      'AND v_values[v_field] !~',
     ),
   },
   {
@@ -897,6 +897,11 @@ END;`,
     row: 'INV-ITEMS-PAYLOAD-OBJECT',
     removes: 'CHECK ck_items_payload_is_object',
     sql: 'ALTER TABLE public.payment_outbox_items DROP CONSTRAINT ck_items_payload_is_object;',
+  },
+  {
+    row: 'INV-ITEMS-PAYLOAD-DIGEST',
+    removes: 'CHECK ck_items_payload_sha256_hex',
+    sql: 'ALTER TABLE public.payment_outbox_items DROP CONSTRAINT ck_items_payload_sha256_hex;',
   },
   {
     row: 'INV-ITEMS-UPGRADE-LOSSLESS',
