@@ -42,7 +42,7 @@ const MAX_SINGLE_COMPLETION_CONNECTIONS = 16;
  * Pool connections one relayer opens at most (plus one LISTEN connection unless poll-only):
  * a connection per claim in flight, per completion batch in flight (per completion when
  * batching is off, up to 16), and two for repair and the queue sample. Independent of
- * SYMPHONY_CONCURRENCY when batching is on: 2 + 4 + 2 = 8.
+ * SYMPHONY_CONCURRENCY when batching is on: 2 + 2 + 2 = 6.
  */
 export function relayerPoolSize(config: Pick<RelayerConfig, 'concurrency' | 'completionBatch'>) {
   const completions = config.completionBatch
