@@ -10,12 +10,10 @@ import {
   type Link,
   type Span,
   type Tracer,
+  type TracerProvider,
   ProxyTracerProvider,
 } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
-import { resourceFromAttributes } from '@opentelemetry/resources';
-import { BatchSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
 import type { ClaimedItem } from '../db/outbox.ts';
 import type { DispatchOutcome } from '../rails/rail.ts';
 
@@ -53,6 +51,11 @@ export const SPAN_ATTRIBUTES = {
 
 const propagator = new W3CTraceContextPropagator();
 
+/** Where spans go when tracing is on: a provider whose shutdown flushes what is buffered. */
+export interface SpanExport extends TracerProvider {
+  shutdown(): Promise<void>;
+}
+
 /**
  * The relayer's spans: one per claim, one per dispatch attempt (the rail is told its
  * context in `traceparent`, so the rail's own spans join the trace), one per completion
@@ -61,27 +64,29 @@ const propagator = new W3CTraceContextPropagator();
  * embedding the relayer keeps its own OpenTelemetry setup.
  */
 export class Tracing {
-  private readonly tracer: Tracer;
-  private readonly provider: TracerProvider | undefined;
+  private constructor(
+    private readonly tracer: Tracer,
+    private readonly provider?: SpanExport,
+  ) {}
 
-  constructor(config: TracingConfig, resource: { workerId: string; version: string }) {
-    if (config.tracesUrl === undefined) {
-      this.tracer = noopTracer();
-      return;
-    }
-    this.provider = new TracerProvider({
-      resource: resourceFromAttributes({
-        'service.name': config.serviceName,
-        'service.version': resource.version,
-        'service.instance.id': resource.workerId,
-      }),
-      spanProcessors: [
-        new BatchSpanProcessor({
-          exporter: new OTLPTraceExporter({ url: config.tracesUrl, headers: config.headers }),
-        }),
-      ],
-    });
-    this.tracer = this.provider.getTracer('symphony-relay', resource.version);
+  /**
+   * Tracing as configured: off (every span a no-op) when no OTLP endpoint is set. The
+   * OpenTelemetry SDK and its OTLP exporter are loaded only when one is: a worker that does
+   * not export spans does not carry them in memory.
+   */
+  static async start(
+    config: TracingConfig,
+    resource: { workerId: string; version: string },
+  ): Promise<Tracing> {
+    if (config.tracesUrl === undefined) return NO_TRACING;
+    const { startSpanExport } = await import('./span-export.ts');
+    const provider = startSpanExport({ ...config, tracesUrl: config.tracesUrl }, resource);
+    return new Tracing(provider.getTracer('symphony-relay', resource.version), provider);
+  }
+
+  /** Tracing off: for parts built without a tracing setup (tests, tools). */
+  static off(): Tracing {
+    return new Tracing(noopTracer());
   }
 
   get enabled(): boolean {
@@ -188,4 +193,4 @@ function errorText(error: unknown): string {
 }
 
 /** For parts built without a tracing setup (tests, tools): every span a no-op. */
-export const NO_TRACING = new Tracing(TRACING_OFF, { workerId: '', version: '' });
+export const NO_TRACING = Tracing.off();
