@@ -1,6 +1,7 @@
 import {
   defaultTextMapGetter,
   defaultTextMapSetter,
+  INVALID_SPAN_CONTEXT,
   ROOT_CONTEXT,
   SpanKind,
   SpanStatusCode,
@@ -50,6 +51,11 @@ export const SPAN_ATTRIBUTES = {
 } as const;
 
 const propagator = new W3CTraceContextPropagator();
+/**
+ * The span of a claim or a completion when tracing is off: a no-op shared by all, so the
+ * hot path builds no attributes nor contexts for spans nobody records.
+ */
+const NOT_RECORDED: Span = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
 
 /** Where spans go when tracing is on: a provider whose shutdown flushes what is buffered. */
 export interface SpanExport extends TracerProvider {
@@ -94,6 +100,7 @@ export class Tracing {
   }
 
   startClaim(workerId: string, requested: number): Span {
+    if (!this.enabled) return NOT_RECORDED;
     return this.tracer.startSpan('outbox.claim', {
       kind: SpanKind.INTERNAL,
       attributes: {
@@ -115,6 +122,8 @@ export class Tracing {
    * (see producerContext); it links to the claim that leased the item.
    */
   startDispatch(item: ClaimedItem, claim: Span | undefined): Span {
+    // Off, the span still carries the producer's context, which is what reaches the rail.
+    if (!this.enabled) return this.tracer.startSpan('outbox.dispatch', {}, producerContext(item));
     const links: Link[] = claim ? [{ context: claim.spanContext() }] : [];
     return this.tracer.startSpan(
       'outbox.dispatch',
@@ -143,6 +152,7 @@ export class Tracing {
   }
 
   startCompletion(item: ClaimedItem, outcome: DispatchOutcome, dispatch: Span | undefined): Span {
+    if (!this.enabled) return NOT_RECORDED;
     const parent = dispatch ? trace.setSpan(ROOT_CONTEXT, dispatch) : ROOT_CONTEXT;
     return this.tracer.startSpan(
       'outbox.complete',
