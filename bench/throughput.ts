@@ -8,7 +8,9 @@
  *             through the real runtime, sandbox rail latency 0, 100% DISPATCHED), its own
  *             claim + batch completion SQL driven by plain clients, graphile-worker tuned
  *             (concurrency 24, localQueue 500, batch delays 0) and at its defaults
- *   rss       peak RSS (VmHWM) of a `symphony-relay run` process draining N items at defaults
+ *   rss       peak RSS (VmHWM) of a `symphony-relay run` process draining N items at defaults,
+ *             compiled as the image runs it (`npm run build` first) and through tsx as a
+ *             checkout runs it; and that process's drain rate from its first attempt
  *   latency   enqueue commit -> arrival at a loopback HTTP rail, at 200/s and 1,000/s, relayer at
  *             defaults vs graphile-worker tuned (its task POSTs to the same server), each after
  *             one unmeasured second of the same traffic
@@ -27,7 +29,7 @@
  *   BENCH_SECTIONS=enqueue,drain,rss,latency,scale   any subset
  *   BENCH_TUNED_CONCURRENCY=1024 BENCH_TUNED_BATCH=256   the "tuned" relayer
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
@@ -73,6 +75,7 @@ const GRAPHILE_TUNED = {
 const GRAPHILE_DEFAULTS = { concurrency: 1, preset: {} };
 const POLICY_FILE = fileURLToPath(new URL('../policy/development.json', import.meta.url));
 const CLI = fileURLToPath(new URL('../bin/symphony-relay.js', import.meta.url));
+const DIST_CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
 const NO_OP_RAILS = JSON.stringify({
   sandbox: {
     type: 'sandbox',
@@ -579,41 +582,74 @@ async function graphileRun(
   await runner.stop();
 }
 
+/**
+ * How `symphony-relay run` is started: as the image runs it (the JavaScript `npm run build`
+ * compiles into dist/, no TypeScript loader) and as a checkout runs it (bin/ registers tsx,
+ * whose loader thread and compiler stay in the process).
+ */
+const RUN_FORMS = [
+  {
+    key: 'compiled',
+    label: 'compiled, as the image runs it (node dist/cli/main.js run)',
+    entry: DIST_CLI,
+  },
+  {
+    key: 'checkout',
+    label: 'in a checkout through tsx (node bin/symphony-relay.js run)',
+    entry: CLI,
+  },
+] as const;
+
 async function rssSection(bench: Bench): Promise<void> {
   console.error('rss');
-  const name = 'bench_rss';
-  const pool = await filledQueue(bench, name, ITEMS);
-  const child = spawn(process.execPath, [CLI, 'run'], {
-    env: {
-      PATH: process.env.PATH,
-      HOME: process.env.HOME,
-      DATABASE_URL: bench.relayerUrl(name),
-      SYMPHONY_WORKER_ID: name,
-      SYMPHONY_HTTP_PORT: '0',
-      SYMPHONY_RAILS: NO_OP_RAILS,
-      LOG_LEVEL: 'warn',
-    },
-    stdio: 'ignore',
-  });
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  const peakRss = () => {
-    const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
-    return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? Number.NaN) / 1024;
-  };
-  try {
-    const empty = queueEmpty(pool);
-    while (!(await empty())) await new Promise((resolve) => setTimeout(resolve, 20));
-    record(
-      'rss',
-      `relayer peak RSS, draining N at shipped defaults (one process)`,
-      peakRss(),
-      'MB',
-    );
-  } finally {
-    child.kill('SIGTERM');
-    await exited;
+  execFileSync('npm', ['run', '-s', 'build'], { stdio: 'inherit' });
+  for (const form of RUN_FORMS) {
+    const name = `bench_rss_${form.key}`;
+    const pool = await filledQueue(bench, name, ITEMS);
+    const child = spawn(process.execPath, [form.entry, 'run'], {
+      env: {
+        PATH: process.env.PATH,
+        HOME: process.env.HOME,
+        DATABASE_URL: bench.relayerUrl(name),
+        SYMPHONY_WORKER_ID: name,
+        SYMPHONY_HTTP_PORT: '0',
+        SYMPHONY_RAILS: NO_OP_RAILS,
+        LOG_LEVEL: 'warn',
+      },
+      stdio: 'ignore',
+    });
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    const status = () => readFileSync(`/proc/${child.pid}/status`, 'utf8');
+    const megabytes = (field: string, text: string) =>
+      Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(text)?.[1] ?? Number.NaN) / 1024;
+    try {
+      // The drain rate counts from the first recorded attempt, so start-up is not in it.
+      const started = attemptsReached(pool, 1);
+      while (!(await started())) await new Promise((resolve) => setTimeout(resolve, 20));
+      const idle = megabytes('VmHWM', status());
+      const drainStarted = process.hrtime.bigint();
+      const empty = queueEmpty(pool);
+      while (!(await empty())) await new Promise((resolve) => setTimeout(resolve, 20));
+      const seconds = Number(process.hrtime.bigint() - drainStarted) / 1e9;
+      record(
+        'rss',
+        `relayer RSS at start-up (peak until its first attempt), ${form.label}`,
+        idle,
+        'MB',
+      );
+      record(
+        'rss',
+        `relayer peak RSS, draining N at shipped defaults, ${form.label}`,
+        megabytes('VmHWM', status()),
+        'MB',
+      );
+      record('rss', `relayer drain as that process, ${form.label}`, ITEMS / seconds, 'items/s');
+    } finally {
+      child.kill('SIGTERM');
+      await exited;
+    }
+    await assertAllDispatched(pool, ITEMS);
   }
-  await assertAllDispatched(pool, ITEMS);
 }
 
 /** A loopback rail that records when each delivery arrived, keyed by the item's key. */

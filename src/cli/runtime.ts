@@ -125,7 +125,7 @@ export async function startRuntime(
     for (const railType of rails.railTypes()) {
       metrics.declareErrorCodes(railType, rails.get(railType)?.errorCodes);
     }
-    const tracing = new Tracing(config.tracing, {
+    const tracing = await Tracing.start(config.tracing, {
       workerId: config.workerId,
       version: metrics.version,
     });

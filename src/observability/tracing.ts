@@ -1,6 +1,7 @@
 import {
   defaultTextMapGetter,
   defaultTextMapSetter,
+  INVALID_SPAN_CONTEXT,
   ROOT_CONTEXT,
   SpanKind,
   SpanStatusCode,
@@ -10,12 +11,10 @@ import {
   type Link,
   type Span,
   type Tracer,
+  type TracerProvider,
   ProxyTracerProvider,
 } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
-import { resourceFromAttributes } from '@opentelemetry/resources';
-import { BatchSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
 import type { ClaimedItem } from '../db/outbox.ts';
 import type { DispatchOutcome } from '../rails/rail.ts';
 
@@ -52,6 +51,16 @@ export const SPAN_ATTRIBUTES = {
 } as const;
 
 const propagator = new W3CTraceContextPropagator();
+/**
+ * The span of a claim or a completion when tracing is off: a no-op shared by all, so the
+ * hot path builds no attributes nor contexts for spans nobody records.
+ */
+const NOT_RECORDED: Span = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
+
+/** Where spans go when tracing is on: a provider whose shutdown flushes what is buffered. */
+export interface SpanExport extends TracerProvider {
+  shutdown(): Promise<void>;
+}
 
 /**
  * The relayer's spans: one per claim, one per dispatch attempt (the rail is told its
@@ -61,27 +70,29 @@ const propagator = new W3CTraceContextPropagator();
  * embedding the relayer keeps its own OpenTelemetry setup.
  */
 export class Tracing {
-  private readonly tracer: Tracer;
-  private readonly provider: TracerProvider | undefined;
+  private constructor(
+    private readonly tracer: Tracer,
+    private readonly provider?: SpanExport,
+  ) {}
 
-  constructor(config: TracingConfig, resource: { workerId: string; version: string }) {
-    if (config.tracesUrl === undefined) {
-      this.tracer = noopTracer();
-      return;
-    }
-    this.provider = new TracerProvider({
-      resource: resourceFromAttributes({
-        'service.name': config.serviceName,
-        'service.version': resource.version,
-        'service.instance.id': resource.workerId,
-      }),
-      spanProcessors: [
-        new BatchSpanProcessor({
-          exporter: new OTLPTraceExporter({ url: config.tracesUrl, headers: config.headers }),
-        }),
-      ],
-    });
-    this.tracer = this.provider.getTracer('symphony-relay', resource.version);
+  /**
+   * Tracing as configured: off (every span a no-op) when no OTLP endpoint is set. The
+   * OpenTelemetry SDK and its OTLP exporter are loaded only when one is: a worker that does
+   * not export spans does not carry them in memory.
+   */
+  static async start(
+    config: TracingConfig,
+    resource: { workerId: string; version: string },
+  ): Promise<Tracing> {
+    if (config.tracesUrl === undefined) return NO_TRACING;
+    const { startSpanExport } = await import('./span-export.ts');
+    const provider = startSpanExport({ ...config, tracesUrl: config.tracesUrl }, resource);
+    return new Tracing(provider.getTracer('symphony-relay', resource.version), provider);
+  }
+
+  /** Tracing off: for parts built without a tracing setup (tests, tools). */
+  static off(): Tracing {
+    return new Tracing(noopTracer());
   }
 
   get enabled(): boolean {
@@ -89,6 +100,7 @@ export class Tracing {
   }
 
   startClaim(workerId: string, requested: number): Span {
+    if (!this.enabled) return NOT_RECORDED;
     return this.tracer.startSpan('outbox.claim', {
       kind: SpanKind.INTERNAL,
       attributes: {
@@ -110,6 +122,8 @@ export class Tracing {
    * (see producerContext); it links to the claim that leased the item.
    */
   startDispatch(item: ClaimedItem, claim: Span | undefined): Span {
+    // Off, the span still carries the producer's context, which is what reaches the rail.
+    if (!this.enabled) return this.tracer.startSpan('outbox.dispatch', {}, producerContext(item));
     const links: Link[] = claim ? [{ context: claim.spanContext() }] : [];
     return this.tracer.startSpan(
       'outbox.dispatch',
@@ -138,6 +152,7 @@ export class Tracing {
   }
 
   startCompletion(item: ClaimedItem, outcome: DispatchOutcome, dispatch: Span | undefined): Span {
+    if (!this.enabled) return NOT_RECORDED;
     const parent = dispatch ? trace.setSpan(ROOT_CONTEXT, dispatch) : ROOT_CONTEXT;
     return this.tracer.startSpan(
       'outbox.complete',
@@ -188,4 +203,4 @@ function errorText(error: unknown): string {
 }
 
 /** For parts built without a tracing setup (tests, tools): every span a no-op. */
-export const NO_TRACING = new Tracing(TRACING_OFF, { workerId: '', version: '' });
+export const NO_TRACING = Tracing.off();
