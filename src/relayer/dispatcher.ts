@@ -143,16 +143,19 @@ export class Dispatcher {
       { timeoutMs: this.options.dispatchTimeoutMs, signal: this.shutdownSignal.signal },
     );
     tracing.endDispatch(span, outcome);
-    this.options.logger.debug(
-      {
-        event: 'dispatch',
-        ...itemLogFields(item),
-        state: outcome.state,
-        ...(outcome.state === 'DISPATCHED' ? {} : { errorCode: outcome.errorCode }),
-        ...dispatchLogFields(outcome),
-      },
-      'dispatch attempt finished',
-    );
+    // Checked first: the fields are built per item, and at the default level nobody reads them.
+    if (this.options.logger.isLevelEnabled('debug')) {
+      this.options.logger.debug(
+        {
+          event: 'dispatch',
+          ...itemLogFields(item),
+          state: outcome.state,
+          ...(outcome.state === 'DISPATCHED' ? {} : { errorCode: outcome.errorCode }),
+          ...dispatchLogFields(outcome),
+        },
+        'dispatch attempt finished',
+      );
+    }
     return { outcome, span };
   }
 
