@@ -334,11 +334,24 @@ async function cpuMeter(bench: Bench, database: string, user?: string) {
   };
 }
 
-/** The statements that took the most time in `database` since the last reset, per item. */
-async function statementTimes(bench: Bench, database: string, label: string, items: number) {
+/** Runs `work` on a superuser connection to `database`, closed afterwards. */
+async function onDatabase<T>(
+  bench: Bench,
+  database: string,
+  work: (client: pg.Client) => Promise<T>,
+): Promise<T> {
   const client = new pg.Client({ connectionString: bench.urlOf(database) });
   await client.connect();
   try {
+    return await work(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/** The statements that took the most time in `database` since the last reset, per item. */
+async function statementTimes(bench: Bench, database: string, label: string, items: number) {
+  await onDatabase(bench, database, async (client) => {
     const { rows: top } = await client.query<{ query: string; calls: string; total: number }>(
       `SELECT regexp_replace(query, '\\s+', ' ', 'g') AS query, calls, total_exec_time AS total
          FROM pg_stat_statements
@@ -353,20 +366,14 @@ async function statementTimes(bench: Bench, database: string, label: string, ite
         'µs/item',
       );
     }
-  } finally {
-    await client.end();
-  }
+  });
 }
 
 async function resetStatementTimes(bench: Bench, database: string): Promise<void> {
-  const client = new pg.Client({ connectionString: bench.urlOf(database) });
-  await client.connect();
-  try {
+  await onDatabase(bench, database, async (client) => {
     await client.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
     await client.query('SELECT pg_stat_statements_reset()');
-  } finally {
-    await client.end();
-  }
+  });
 }
 
 async function filledQueue(bench: Bench, name: string, items: number): Promise<pg.Pool> {
@@ -824,13 +831,11 @@ async function latencySection(bench: Bench): Promise<void> {
  * back: does the claim stay on the indexes at this table size?
  */
 async function claimPlans(bench: Bench, database: string) {
-  const client = new pg.Client({ connectionString: bench.urlOf(database) });
-  await client.connect();
   const plans: string[] = [];
-  client.on('notice', (notice: { message?: string }) => {
-    if (notice.message?.includes('Query Text')) plans.push(notice.message);
-  });
-  try {
+  await onDatabase(bench, database, async (client) => {
+    client.on('notice', (notice: { message?: string }) => {
+      if (notice.message?.includes('Query Text')) plans.push(notice.message);
+    });
     await client.query('BEGIN');
     await client.query(`LOAD 'auto_explain'`);
     await client.query(`SET LOCAL auto_explain.log_min_duration = 0`);
@@ -844,10 +849,8 @@ async function claimPlans(bench: Bench, database: string) {
         railTypes: ['sandbox'],
       });
     }
-  } finally {
     await client.query('ROLLBACK');
-    await client.end();
-  }
+  });
   const sequentialScans = plans.filter((plan) =>
     /Seq Scan on (payment_outbox_pending|payment_outbox_items)/.test(plan),
   ).length;

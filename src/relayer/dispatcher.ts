@@ -28,8 +28,8 @@ export interface DispatcherOptions {
  *
  * A slot is the rail's: it is held while the rail call runs and freed when the rail has
  * answered, so the next claim's round trip overlaps the recording of the last outcomes
- * (holding the slot until the outcome's commit serialised claim, dispatch and commit: the
- * worker sat at 60 % of what its SQL can do with both CPUs partly idle). Outcomes waiting
+ * (holding the slot until the outcome's commit serialised claim, dispatch and commit for
+ * every group of slots). Outcomes waiting
  * to be recorded are bounded too: up to `concurrency` of them wait without taking a slot,
  * beyond that each one keeps a slot taken, so a worker holds at most 2 × concurrency leases
  * and a slow database stops its claims instead of growing a backlog in memory.
