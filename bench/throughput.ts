@@ -37,6 +37,7 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { Agent } from 'undici';
 import { startRuntime } from '../src/cli/runtime.ts';
 import { loadConfig } from '../src/config.ts';
 import { migrate } from '../src/db/migrate/runner.ts';
@@ -776,17 +777,23 @@ async function latencySection(bench: Bench): Promise<void> {
       const keyOf = (n: number) => `graphile-${perSecond}-key-${n}`;
       let ready: () => void = () => {};
       const running = new Promise<void>((resolve) => (ready = resolve));
+      // The same HTTP client as the relayer's http rail (undici's request API, one Agent),
+      // so the two differ only in the queue, not in how they speak HTTP.
+      const agent = new Agent();
+      const target = new URL(peerRail.url);
       const worker = graphileRun(
         connectionString,
         GRAPHILE_TUNED,
         perSecond * (LATENCY_WARMUP_SECONDS + LATENCY_SECONDS),
         async (payload) => {
-          const response = await fetch(peerRail.url, {
+          const response = await agent.request({
+            origin: target.origin,
+            path: target.pathname,
             method: 'POST',
             headers: { 'content-type': 'application/json' },
             body: JSON.stringify(payload),
           });
-          await response.text();
+          await response.body.text();
         },
         () => ready(),
       );
@@ -816,6 +823,7 @@ async function latencySection(bench: Bench): Promise<void> {
         await worker;
       } finally {
         await producer.end();
+        await agent.close();
       }
       const sorted = latencies(sentAt, peerRail.arrivals);
       record('latency', `graphile-worker tuned, ${perSecond}/s, p50`, percentile(sorted, 50), 'ms');

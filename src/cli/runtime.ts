@@ -1,6 +1,7 @@
 import { loadConfig, requireDatabaseUrl, type RelayerConfig } from '../config.ts';
 import { describeConnectionFailure } from '../db/connection-failure.ts';
-import { createPool, logPoolTransitions } from '../db/pool.ts';
+import { createPool, logPoolTransitions, openConnections } from '../db/pool.ts';
+import { warmUpClaims } from '../db/outbox.ts';
 import { EXECUTOR_STATEMENT_TIMEOUT } from '../db/roles.ts';
 import { createLogger, redactUrl, type Logger } from '../observability/logger.ts';
 import { RelayerMetrics } from '../observability/metrics.ts';
@@ -88,10 +89,12 @@ export async function startRuntime(
           `Set it with 'symphony-relay roles create-login --name ${identity.login}' (ALTER ROLE ... SET statement_timeout = '${EXECUTOR_STATEMENT_TIMEOUT}')`,
       );
     }
+    const poolSize = relayerPoolSize(config);
     const pool = createPool({
       connectionString: databaseUrl,
       applicationName: `symphony-relay ${config.workerId}`,
-      max: relayerPoolSize(config),
+      max: poolSize,
+      keepOpen: true,
     });
     logPoolTransitions(pool, log, 'relayer');
     started.push(() => pool.end());
@@ -120,6 +123,15 @@ export async function startRuntime(
       );
       retry = { ...retry, maxMs: maxDelayMs };
     }
+    // Every connection open and warm before the first claim: a claim that has to open one,
+    // or compile the claim on a fresh backend, waited 40-60 ms (the p99 at 200 items/s).
+    await openConnections(pool, poolSize, (client) => warmUpClaims(client, config.workerId)).catch(
+      (error: unknown) => {
+        throw new BootCheckError(
+          `could not open the ${poolSize} database connections a worker keeps: ${describeConnectionFailure(error, databaseUrl)}`,
+        );
+      },
+    );
     const metrics = new RelayerMetrics({ poolStats: () => pool });
     metrics.initialiseSeries(rails.railTypes());
     for (const railType of rails.railTypes()) {

@@ -7,6 +7,11 @@ export interface PoolOptions {
   connectionString: string;
   applicationName: string;
   max: number;
+  /**
+   * Keep every connection once opened instead of closing it after 30 s idle: a worker's
+   * next burst then never waits for a new connection (20-35 ms with SCRAM on loopback).
+   */
+  keepOpen?: boolean;
 }
 
 /** A connection attempt that gets no answer fails after this long instead of hanging. */
@@ -23,9 +28,34 @@ export function createPool(options: PoolOptions): pg.Pool {
     connectionString: options.connectionString,
     application_name: options.applicationName,
     max: options.max,
+    min: options.keepOpen ? options.max : 0,
     idleTimeoutMillis: 30_000,
     connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
   });
+}
+
+/**
+ * Opens `count` of the pool's connections now and runs `prepare` once on each, so the first
+ * burst of work finds them open and warm. Rejects with the first error (a connection that
+ * cannot be opened, or a failed `prepare`) after every connection has been released.
+ */
+export async function openConnections(
+  pool: pg.Pool,
+  count: number,
+  prepare: (client: pg.PoolClient) => Promise<unknown>,
+): Promise<void> {
+  const opened = await Promise.allSettled(
+    Array.from({ length: count }, async () => {
+      const client = await pool.connect();
+      try {
+        await prepare(client);
+      } finally {
+        client.release();
+      }
+    }),
+  );
+  const failed = opened.find((result) => result.status === 'rejected');
+  if (failed) throw failed.reason;
 }
 
 interface TransitionLogger {

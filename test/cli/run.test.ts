@@ -1,8 +1,12 @@
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
+import { relayerPoolSize } from '../../src/cli/runtime.ts';
 import { freshDatabase } from '../support/database.ts';
 import { closedPortUrl } from '../support/rail-server.ts';
 import { relayerDatabase, spawnRelayer } from '../support/relayer.ts';
+
+/** The pool of a worker at the default settings (completion batching on). */
+const DEFAULT_POOL_SIZE = relayerPoolSize({ concurrency: 512, completionBatch: true });
 
 async function runToExit(env: NodeJS.ProcessEnv) {
   const relayer = spawnRelayer(env);
@@ -113,10 +117,25 @@ describe('symphony-relay run refuses to start, with one clear line', () => {
     }
   });
 
+  it('when the pool cannot open the connections a worker keeps, naming how many', async () => {
+    const target = await relayerDatabase();
+    await target.db.owner.query(`ALTER ROLE ${target.login.name} CONNECTION LIMIT 2`);
+    const result = await runToExit(target.env());
+    expect(result.code).toBe(1);
+    expect(result.output).toMatch(
+      new RegExp(
+        `could not open the ${DEFAULT_POOL_SIZE} database connections a worker keeps: .*SQLSTATE 53300`,
+      ),
+    );
+    expectOneCleanLine(result.output);
+  });
+
   it('when the LISTEN connection is refused, instead of retrying it for ever', async () => {
     const target = await relayerDatabase();
-    // The policy check keeps the pool's one connection open; a second is refused (53300).
-    await target.db.owner.query(`ALTER ROLE ${target.login.name} CONNECTION LIMIT 1`);
+    // The worker keeps its pool's connections open; the LISTEN connection is one more (53300).
+    await target.db.owner.query(
+      `ALTER ROLE ${target.login.name} CONNECTION LIMIT ${DEFAULT_POOL_SIZE}`,
+    );
     const relayer = spawnRelayer(target.env());
     const exit = await Promise.race([
       relayer.exited,
