@@ -36,25 +36,28 @@ export function createPool(options: PoolOptions): pg.Pool {
 
 /**
  * Opens `count` of the pool's connections now and runs `prepare` once on each, so the first
- * burst of work finds them open and warm. Rejects with the first error (a connection that
- * cannot be opened, or a failed `prepare`) after every connection has been released.
+ * burst of work finds them open and warm. Rejects when a connection cannot be opened; a
+ * connection whose `prepare` fails is closed (the pool opens a new one on demand).
  */
 export async function openConnections(
   pool: pg.Pool,
   count: number,
   prepare: (client: pg.PoolClient) => Promise<unknown>,
 ): Promise<void> {
-  const opened = await Promise.allSettled(
-    Array.from({ length: count }, async () => {
-      const client = await pool.connect();
+  const clients = await Promise.allSettled(Array.from({ length: count }, () => pool.connect()));
+  await Promise.all(
+    clients.map(async (opened) => {
+      if (opened.status === 'rejected') return;
+      const client = opened.value;
       try {
         await prepare(client);
-      } finally {
         client.release();
+      } catch (error) {
+        client.release(error instanceof Error ? error : new Error(String(error)));
       }
     }),
   );
-  const failed = opened.find((result) => result.status === 'rejected');
+  const failed = clients.find((opened) => opened.status === 'rejected');
   if (failed) throw failed.reason;
 }
 

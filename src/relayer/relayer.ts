@@ -51,6 +51,14 @@ export interface RelayerOptions {
  */
 export const MAX_CLAIMS_IN_FLIGHT = 2;
 
+/**
+ * The earliest-retry lookup after a claim that found the queue empty runs at most this
+ * often. A retry is recorded at least 1 s before it falls due (the schema refuses a shorter
+ * delay), so a lookup deferred by this much still schedules it in time; at 1,000 items/s the
+ * lookup after every claim was a query per claim.
+ */
+const NEXT_DUE_LOOKUP_INTERVAL_MS = 250;
+
 /** Bounds one repair run; a larger backlog of expired leases is taken over several ticks. */
 const MAX_REPAIR_CHUNKS_PER_RUN = 10;
 
@@ -81,6 +89,9 @@ export class Relayer {
   private claimRequested = false;
   /** The last claim came back full or stopped for lack of slots: more work is likely waiting. */
   private backlog = false;
+  /** When the last earliest-retry lookup started, and the timer of a deferred one. */
+  private nextDueLookedUpAt = 0;
+  private deferredNextDue: NodeJS.Timeout | undefined;
   private databaseReachable = true;
   /** Claimed by a claim that was under way when stop() began: released, never dispatched. */
   private readonly claimedWhileStopping: ClaimedItem[] = [];
@@ -178,6 +189,7 @@ export class Relayer {
       'relayer stopping',
     );
     await this.wakeup.stop();
+    clearTimeout(this.deferredNextDue);
     await Promise.all([...this.claims]);
     const unstarted = [...this.claimedWhileStopping.splice(0), ...this.dispatcher.takeUnstarted()];
     const released = await this.release(unstarted);
@@ -272,7 +284,7 @@ export class Relayer {
         this.options.metrics.wakeup('drain');
       }
     } else if (this.claims.size === 0 && this.databaseReachable) {
-      void this.scheduleNextDue();
+      this.scheduleNextDue();
     }
   }
 
@@ -315,7 +327,21 @@ export class Relayer {
   }
 
   /** The queue looked empty: wake again when the earliest scheduled retry falls due. */
-  private async scheduleNextDue(): Promise<void> {
+  private scheduleNextDue(): void {
+    if (this.deferredNextDue !== undefined) return;
+    const wait = this.nextDueLookedUpAt + NEXT_DUE_LOOKUP_INTERVAL_MS - Date.now();
+    if (wait <= 0) {
+      void this.lookUpNextDue();
+      return;
+    }
+    this.deferredNextDue = setTimeout(() => {
+      this.deferredNextDue = undefined;
+      if (this.state === 'running') void this.lookUpNextDue();
+    }, wait);
+  }
+
+  private async lookUpNextDue(): Promise<void> {
+    this.nextDueLookedUpAt = Date.now();
     try {
       const next = await outboxNextAttemptAt(this.options.pool);
       if (next && next.getTime() > Date.now()) this.wakeup.scheduleAt(next);
