@@ -23,10 +23,21 @@ interface Backends {
   mostInAll: number;
 }
 
+async function backendsByApplication(
+  target: Awaited<ReturnType<typeof relayerDatabase>>,
+): Promise<{ application_name: string; n: number }[]> {
+  const { rows } = await target.db.owner.query<{ application_name: string; n: number }>(
+    `SELECT application_name, count(*)::int AS n FROM pg_catalog.pg_stat_activity
+      WHERE usename = $1 GROUP BY application_name`,
+    [target.login.name],
+  );
+  return rows;
+}
+
 /**
- * Samples pg_stat_activity for the login's backends until `until` settles. Idle pool
- * connections stay open for 30 s, so every connection the relayer opened during the drain is
- * still counted at its end: the sampling cannot miss one.
+ * Samples pg_stat_activity for the login's backends until `until` settles. The pool keeps
+ * its connections open, so every connection the relayer opened during the drain is still
+ * counted at its end: the sampling cannot miss one.
  */
 async function sampleBackends(
   target: Awaited<ReturnType<typeof relayerDatabase>>,
@@ -36,11 +47,7 @@ async function sampleBackends(
   let done = false;
   const finished = until.finally(() => (done = true));
   while (!done) {
-    const { rows } = await target.db.owner.query<{ application_name: string; n: number }>(
-      `SELECT application_name, count(*)::int AS n FROM pg_catalog.pg_stat_activity
-        WHERE usename = $1 GROUP BY application_name`,
-      [target.login.name],
-    );
+    const rows = await backendsByApplication(target);
     for (const row of rows) {
       backends.most.set(
         row.application_name,
@@ -69,7 +76,7 @@ describe('database connections per relayer process', () => {
       { SYMPHONY_CONCURRENCY: '1024', SYMPHONY_COMPLETION_BATCH: 'false' },
     ],
   ])(
-    'with %s: at most %i pool connections plus one LISTEN connection, under a drain',
+    'with %s: %i pool connections, opened at start and kept, plus one LISTEN connection, under a drain',
     async (_label, poolBound, settings) => {
       const target = await relayerDatabase();
       const workerId = `connections-${poolBound}`;
@@ -83,13 +90,16 @@ describe('database connections per relayer process', () => {
       );
       try {
         await waitForLog(relayer, '"event":"worker_started"');
+        // Every pool connection is open (and warm) before the worker starts claiming.
+        const atStart = await backendsByApplication(target);
+        expect(
+          atStart.find((row) => row.application_name === `symphony-relay ${workerId}`)?.n,
+        ).toBe(poolBound);
         await enqueueItems(target.db.owner, ITEMS);
         const backends = await sampleBackends(target, waitForAllTerminal(target.db, ITEMS));
         const pool = backends.most.get(`symphony-relay ${workerId}`) ?? 0;
         expect(backends.most.get('symphony-relay listener')).toBe(1);
-        expect(pool).toBeLessThanOrEqual(poolBound);
-        // The drain did use the pool for overlapping claims and completions.
-        expect(pool).toBeGreaterThanOrEqual(2);
+        expect(pool).toBe(poolBound);
         expect(backends.mostInAll).toBeLessThanOrEqual(poolBound + 1);
         // Nothing else of the relayer's holds a connection (the boot check's is closed before
         // the pool opens).

@@ -66,6 +66,11 @@ describe('buildRailRegistry', () => {
       '"headers" is invalid',
     ],
     [
+      'a header value an HTTP header cannot carry (outside Latin-1), instead of failing every payment',
+      { card: { type: 'http', url: 'https://r.example', headers: { 'x-desk': 'bänk-☃' } } },
+      '"headers" is invalid: expected an object of header name to string value (tab, visible ASCII or Latin-1; no line breaks)',
+    ],
+    [
       'a latency range upside down',
       { sim: { type: 'sandbox', latencyMs: [50, 5] } },
       'rail "sim": "latencyMs" is invalid',
