@@ -125,13 +125,13 @@ export async function startRuntime(
     }
     // Every connection open and warm before the first claim: a claim that has to open one,
     // or compile the claim on a fresh backend, waited 40-60 ms (the p99 at 200 items/s).
-    await openConnections(pool, poolSize, (client) => warmUpClaims(client, config.workerId)).catch(
-      (error: unknown) => {
-        throw new BootCheckError(
-          `could not open the ${poolSize} database connections a worker keeps: ${describeConnectionFailure(error, databaseUrl)}`,
-        );
-      },
-    );
+    await openConnections(pool, poolSize, (client) =>
+      warmUpClaims(client, { workerId: config.workerId, railTypes: rails.railTypes() }),
+    ).catch((error: unknown) => {
+      throw new BootCheckError(
+        `could not open the ${poolSize} database connections a worker keeps: ${describeConnectionFailure(error, databaseUrl)}`,
+      );
+    });
     const metrics = new RelayerMetrics({ poolStats: () => pool });
     metrics.initialiseSeries(rails.railTypes());
     for (const railType of rails.railTypes()) {

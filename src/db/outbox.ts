@@ -167,35 +167,30 @@ export async function claimOutboxBatch(
   }));
 }
 
-/**
- * A rail type enqueue refuses (a rail type starts with a letter or a digit), so no item can
- * ever have it and a claim for it leases nothing.
- */
-const UNCLAIMABLE_RAIL_TYPE = ' connection warm-up';
-
-/** How long the warm-up waits for a lock (a migration, say) before giving up on warming. */
+/** How long the warm-up may wait for a lock or run before it gives up on warming. */
 const WARM_UP_LOCK_TIMEOUT_MS = 200;
+const WARM_UP_STATEMENT_TIMEOUT_MS = 1_000;
 
 /**
- * Runs the claim once on a new connection, for a rail type no item can have, in a
- * transaction that is rolled back: the backend compiles claim_outbox_batch and loads the
- * queue's catalog entries now (about 20 ms on a fresh backend, 1 ms once warm) instead of
- * inside the first real claim, where those milliseconds are delivery latency (issue 9).
- * Best effort: a SQL error (a lock held at start, say) leaves the compiling to the first
- * claim; only a broken connection rejects.
+ * Runs one claim of one item on a new connection, in a transaction that is rolled back, so
+ * nothing is leased: the backend compiles claim_outbox_batch and loads the queue's catalog
+ * entries now (about 20 ms on a fresh backend, 1 ms once warm) instead of inside the first
+ * real claim, where those milliseconds are delivery latency (issue 9). A claim of one due
+ * item is an index probe at any queue size (a claim for a rail type no item has would scan
+ * every due row looking for one). Best effort: a SQL error (a lock held at start, say)
+ * leaves the compiling to the first real claim; only a broken connection rejects.
  */
-export async function warmUpClaims(client: Queryable, workerId: string): Promise<void> {
+export async function warmUpClaims(
+  client: Queryable,
+  options: { workerId: string; railTypes: readonly string[] },
+): Promise<void> {
   await client.query('BEGIN');
   try {
     await client.query(`SET LOCAL lock_timeout = ${WARM_UP_LOCK_TIMEOUT_MS}`);
-    await claimOutboxBatch(client, {
-      batchSize: 1,
-      workerId,
-      leaseSeconds: 1,
-      railTypes: [UNCLAIMABLE_RAIL_TYPE],
-    });
+    await client.query(`SET LOCAL statement_timeout = ${WARM_UP_STATEMENT_TIMEOUT_MS}`);
+    await claimOutboxBatch(client, { ...options, batchSize: 1, leaseSeconds: 1 });
   } catch {
-    // Not warmed; nothing was claimed either way.
+    // Not warmed; nothing was leased either way.
   } finally {
     await client.query('ROLLBACK');
   }

@@ -4,6 +4,7 @@ import {
   claimOutboxBatch,
   completeOutboxAttempt,
   repairExpiredLeases,
+  warmUpClaims,
   type ClaimedItem,
 } from '../../src/db/outbox.ts';
 import { LeaseLostError } from '../../src/db/errors.ts';
@@ -366,5 +367,40 @@ describe('claim_outbox_batch', () => {
       /"Node Type": "Seq Scan"[^{}]*"Relation Name": "payment_outbox_(pending|items)"/;
     for (const plan of nested) expect(plan).not.toMatch(queueScan);
     expect(nested.some((plan) => plan.includes('"Index Name": "ix_pending_due"'))).toBe(true);
+  });
+});
+
+describe('warmUpClaims (a new connection of a worker, at start)', () => {
+  it('leases nothing and records nothing: its claim of one item is rolled back', async () => {
+    const ids = await enqueueItems(db.owner, 3);
+    const before = await Promise.all(ids.map((id) => readPending(db.owner, id)));
+    await warmUpClaims(clients[0]!, { workerId: 'warming', railTypes: ['sandbox'] });
+    expect(await Promise.all(ids.map((id) => readPending(db.owner, id)))).toEqual(before);
+    for (const row of before) expect(row?.claimed_by).toBeNull();
+    expect(await readAttempts(db.owner, ids)).toEqual([]);
+    // The connection is usable afterwards, outside any transaction, and claims as usual.
+    const claimed = await drain(clients[0]!, 'after-warming');
+    expect(claimed.map((item) => item.outboxId).sort()).toEqual([...ids].sort());
+  });
+
+  it('gives up on warming, without an error, when the queue is locked at start', async () => {
+    const ids = await enqueueItems(db.owner, 1);
+    const locker = clients[1]!;
+    await locker.query('BEGIN');
+    await locker.query('LOCK TABLE public.payment_outbox_pending IN EXCLUSIVE MODE');
+    try {
+      await warmUpClaims(clients[0]!, { workerId: 'warming', railTypes: ['sandbox'] });
+    } finally {
+      await locker.query('ROLLBACK');
+    }
+    expect((await readPending(db.owner, ids[0]!))?.claimed_by).toBeNull();
+    // Rolled back: the connection is outside any transaction (this statement's own
+    // transaction started with it) and claims as usual.
+    const { rows } = await clients[0]!.query<{ own: boolean }>(
+      `SELECT xact_start = query_start AS own FROM pg_catalog.pg_stat_activity
+        WHERE pid = pg_catalog.pg_backend_pid()`,
+    );
+    expect(rows).toEqual([{ own: true }]);
+    expect((await drain(clients[0]!, 'after-warming')).map((item) => item.outboxId)).toEqual(ids);
   });
 });
