@@ -135,9 +135,10 @@ export class HttpRail implements RailAdapter {
   }
 
   /**
-   * undici's request API, not fetch: fetch wraps every response in WHATWG streams and
-   * allocated about 5 times as much per delivery, and the garbage collections that cost
-   * showed up as the relayer's tail latency (issue 9). No redirect is ever followed.
+   * undici's request API, not fetch: fetch wraps every response in WHATWG streams, and the
+   * dispatch path allocated about 90 KB per delivered item with it against 36 KB without
+   * (heap sampling at 1,000 items/s); the garbage collections that cost showed up as the
+   * relayer's tail latency (issue 9). No redirect is ever followed.
    */
   async dispatch(request: DispatchRequest): Promise<DispatchOutcome> {
     let built: { headers: Record<string, string>; body: string };
