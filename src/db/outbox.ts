@@ -4,6 +4,7 @@
  * could exceed Number.MAX_SAFE_INTEGER); counts become numbers.
  */
 import { isSqlState, LeaseLostError, SqlState } from './errors.ts';
+import type pg from 'pg';
 import type { Queryable } from './pool.ts';
 
 export interface EnqueueRequest {
@@ -181,7 +182,8 @@ const WARM_UP_STATEMENT_TIMEOUT_MS = 1_000;
  * leaves the compiling to the first real claim; only a broken connection rejects.
  */
 export async function warmUpClaims(
-  client: Queryable,
+  // One connection, not a pool: BEGIN, the claim and ROLLBACK must share it.
+  client: pg.PoolClient | pg.Client,
   options: { workerId: string; railTypes: readonly string[] },
 ): Promise<void> {
   await client.query('BEGIN');
