@@ -6,7 +6,12 @@ import type { DispatchOutcome } from './rail.ts';
  * or may not have acted, and the idempotency key makes a redelivery safe.
  */
 export function abortedOutcome(signal: AbortSignal): DispatchOutcome {
-  return isTimeout(signal.reason)
+  return abortOutcome(signal.reason);
+}
+
+/** The same, from the abort's reason. */
+export function abortOutcome(reason: unknown): DispatchOutcome {
+  return isTimeout(reason)
     ? { state: 'RETRYABLE', errorCode: 'TIMEOUT', errorMessage: 'the dispatch timed out' }
     : { state: 'RETRYABLE', errorCode: 'ABORTED', errorMessage: 'the dispatch was aborted' };
 }

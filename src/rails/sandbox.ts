@@ -80,7 +80,9 @@ export class SandboxRail implements RailAdapter {
     const [latencyDraw, outcomeDraw] = this.draws(request);
     const [min, max] = this.options.latencyMs;
     const latency = Math.round(min + (max - min) * latencyDraw);
-    if (!(await sleep(latency, request.signal))) return abortedOutcome(request.signal);
+    // The signal is read only when there is something to wait for: it is made on first read.
+    if (latency > 0 && !(await sleep(latency, request.signal)))
+      return abortedOutcome(request.signal);
 
     switch (pickState(this.options.outcomes, outcomeDraw)) {
       case 'DISPATCHED':
@@ -130,8 +132,6 @@ function uuidFrom(text: string): string {
 /** Resolves true after `ms`, or false as soon as the signal aborts. */
 function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
   if (signal.aborted) return Promise.resolve(false);
-  // A zero-latency sandbox (benchmarks) should not pay a timer tick per item.
-  if (ms <= 0) return Promise.resolve(true);
   return new Promise((resolve) => {
     const timer = setTimeout(() => {
       signal.removeEventListener('abort', onAbort);

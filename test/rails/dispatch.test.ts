@@ -167,6 +167,46 @@ describe('dispatchSafely', () => {
     expect(signals[0]?.aborted).toBe(true);
   });
 
+  it('hands a signal that a copy of the request carries too, and that aborts on the timeout', async () => {
+    let copied: AbortSignal | undefined;
+    const { rail } = adapter((request) => {
+      // A wrapper rail that passes a modified copy on: the signal must come along.
+      const copy = { ...request, payload: { ...request.payload, wrapped: true } };
+      copied = copy.signal;
+      return new Promise((_resolve, reject) =>
+        copy.signal.addEventListener('abort', () => reject(copy.signal.reason)),
+      );
+    });
+    const outcome = await dispatchSafely(registryWith(rail), dispatchInput(), { timeoutMs: 20 });
+    expect(outcome).toMatchObject({ state: 'RETRYABLE', errorCode: 'TIMEOUT' });
+    expect(copied).toBeInstanceOf(AbortSignal);
+    expect(copied?.aborted).toBe(true);
+  });
+
+  it('hands an already-aborted signal to an adapter that first reads it after the timeout', async () => {
+    let lateRead: AbortSignal | undefined;
+    const readsLate: RailAdapter = {
+      kind: 'test',
+      dispatch: (request) =>
+        new Promise<never>(() => {
+          setTimeout(() => (lateRead = request.signal), 60);
+        }),
+    };
+    const outcome = await dispatchSafely(registryWith(readsLate), dispatchInput(), {
+      timeoutMs: 20,
+    });
+    expect(outcome).toMatchObject({ state: 'RETRYABLE', errorCode: 'TIMEOUT' });
+    await new Promise((resolve) => setTimeout(resolve, 80));
+    expect(lateRead?.aborted).toBe(true);
+    expect(lateRead?.reason).toMatchObject({ name: 'TimeoutError' });
+  });
+
+  it('cuts short an adapter that hangs without ever reading its signal', async () => {
+    const hangs: RailAdapter = { kind: 'test', dispatch: () => new Promise<never>(() => {}) };
+    const outcome = await dispatchSafely(registryWith(hangs), dispatchInput(), { timeoutMs: 20 });
+    expect(outcome).toMatchObject({ state: 'RETRYABLE', errorCode: 'TIMEOUT' });
+  });
+
   it('does not call the adapter once the relayer has aborted', async () => {
     const { rail, signals } = adapter(async () => ({ state: 'DISPATCHED', railReference: null }));
     const outcome = await dispatchSafely(registryWith(rail), dispatchInput(), {
