@@ -122,8 +122,9 @@ export class Tracing {
    * (see producerContext); it links to the claim that leased the item.
    */
   startDispatch(item: ClaimedItem, claim: Span | undefined): Span {
-    // Off, the span still carries the producer's context, which is what reaches the rail.
-    if (!this.enabled) return this.tracer.startSpan('outbox.dispatch', {}, producerContext(item));
+    // Off, nothing is recorded and the rail gets the producer's traceparent as stored (see
+    // traceparentOf): no span or context is built per item.
+    if (!this.enabled) return NOT_RECORDED;
     const links: Link[] = claim ? [{ context: claim.spanContext() }] : [];
     return this.tracer.startSpan(
       'outbox.dispatch',
@@ -133,6 +134,7 @@ export class Tracing {
   }
 
   endDispatch(span: Span, outcome: DispatchOutcome): void {
+    if (!this.enabled) return;
     span.setAttribute(SPAN_ATTRIBUTES.outcome, outcome.state);
     if (outcome.railCode && /^\d{3}$/.test(outcome.railCode)) {
       span.setAttribute(SPAN_ATTRIBUTES.httpStatus, Number(outcome.railCode));
@@ -146,6 +148,7 @@ export class Tracing {
 
   /** The W3C `traceparent` of a span, or undefined when tracing is off. */
   traceparentOf(span: Span): string | undefined {
+    if (!this.enabled) return undefined;
     const carrier: Record<string, string> = {};
     propagator.inject(trace.setSpan(ROOT_CONTEXT, span), carrier, defaultTextMapSetter);
     return carrier.traceparent;
