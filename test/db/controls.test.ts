@@ -427,6 +427,60 @@ describe('re-drive', () => {
     expect(rows).toEqual([{ drive: 2 }]);
   });
 
+  it('a batch completion records a re-driven item in its new drive and a fresh item in drive 1, in one call', async () => {
+    const failed = await failedItem();
+    await redriveOutboxItem(control, { outboxId: failed.outboxId, reason: 'batch drives' });
+    const [fresh] = await enqueueItems(db.owner, 1, { prefix: uniquePrefix('fresh') });
+    const claimed = (await claimAll()).filter((item) =>
+      [failed.outboxId, fresh].includes(item.outboxId),
+    );
+    expect(claimed).toHaveLength(2);
+    const results = await completeOutboxBatch(
+      as.symphony_executor,
+      WORKER,
+      claimed.map((item) => ({
+        outboxId: item.outboxId,
+        leaseToken: item.leaseToken,
+        state: 'DISPATCHED' as const,
+      })),
+    );
+    expect(results.map((result) => result.state)).toEqual(['DISPATCHED', 'DISPATCHED']);
+    const { rows } = await db.owner.query<{ outbox_id: string; drive: number }>(
+      `SELECT outbox_id, drive FROM public.payment_outbox_attempts
+        WHERE state = 'DISPATCHED' AND outbox_id = ANY ($1::uuid[]) ORDER BY drive`,
+      [[failed.outboxId, fresh]],
+    );
+    expect(rows).toEqual([
+      { outbox_id: fresh, drive: 1 },
+      { outbox_id: failed.outboxId, drive: 2 },
+    ]);
+  });
+
+  it('INV-ATTEMPTS-DRIVE-FROM-LEDGER: one statement appending for a re-driven and a fresh item is checked row by row (P7503 for the wrong one; both drives recorded when right)', async () => {
+    const failed = await failedItem();
+    await redriveOutboxItem(control, { outboxId: failed.outboxId, reason: 'mixed statement' });
+    const [fresh] = await enqueueItems(db.owner, 1, { prefix: uniquePrefix('fresh') });
+    const appendBoth = (redrivenDrive: number, freshDrive: number) =>
+      db.owner.query(
+        `INSERT INTO public.payment_outbox_attempts (outbox_id, attempt_no, state, drive)
+         VALUES ($1, 200, 'RETRYABLE', $2), ($3, 200, 'RETRYABLE', $4)`,
+        [failed.outboxId, redrivenDrive, fresh, freshDrive],
+      );
+    const error = await expectSqlState(appendBoth(2, 2), 'P7503');
+    expect(error.message).toContain(`outbox item ${fresh} was written in drive 2`);
+    await expectSqlState(appendBoth(1, 1), 'P7503');
+    await appendBoth(2, 1);
+    const { rows } = await db.owner.query<{ outbox_id: string; drive: number }>(
+      `SELECT outbox_id, drive FROM public.payment_outbox_attempts
+        WHERE attempt_no = 200 AND outbox_id = ANY ($1::uuid[]) ORDER BY drive`,
+      [[failed.outboxId, fresh]],
+    );
+    expect(rows).toEqual([
+      { outbox_id: fresh, drive: 1 },
+      { outbox_id: failed.outboxId, drive: 2 },
+    ]);
+  });
+
   it.each(['UPDATE', 'DELETE', 'TRUNCATE'])(
     'INV-REDRIVES-APPEND-ONLY: %s of the re-drive record as the owner is refused with P0001',
     async (operation) => {
