@@ -82,14 +82,14 @@ describe('per-rail controls across three relayer processes', () => {
     // (A lower bound: a slow machine only makes it later.)
     const spanSeconds = (rail.requests.at(-1)!.receivedAt - start) / 1000;
     expect(spanSeconds).toBeGreaterThanOrEqual((ITEMS - LIMIT) / LIMIT - 1);
-    const workers = new Set(
-      (
-        await target.db.owner.query<{ worker_id: string }>(
-          'SELECT DISTINCT worker_id FROM payment_outbox_attempts',
-        )
-      ).rows.map((row) => row.worker_id),
+    // The limit was shared: items went out through more than one process. Not through all
+    // three every time: the bucket is first come, first served, so which worker's claim finds
+    // tokens is a race (passing runs split 140 items as 32/102/6 and 110/12/18), and under a
+    // loaded machine one worker can miss out entirely.
+    const { rows: perWorker } = await target.db.owner.query<{ worker_id: string; n: number }>(
+      'SELECT worker_id, count(*)::int AS n FROM payment_outbox_attempts GROUP BY worker_id ORDER BY worker_id',
     );
-    expect(workers.size).toBe(3);
+    expect(perWorker.length, JSON.stringify(perWorker)).toBeGreaterThanOrEqual(2);
   });
 
   it('INV-RELAY-BREAKER: a rail that goes down opens the breaker for the whole fleet; items stop being tried; after it comes back a probe closes it and everything is delivered once', async () => {
