@@ -55,10 +55,22 @@ describe('complete_outbox_attempt', () => {
         'a wrong worker',
         (item: ClaimedItem) => ({ worker: 'intruder', token: item.leaseToken, item }),
       ],
+      [
+        // A claim's items share one token (0036): a token is good only for its own claim.
+        "the token of the same worker's other claim",
+        (item: ClaimedItem, otherClaim: ClaimedItem) => ({
+          worker: WORKER,
+          token: otherClaim.leaseToken,
+          item,
+        }),
+      ],
     ])(
       'INV-COMPLETE-LEASE-FENCED: completing with %s is refused with P7002 and writes nothing',
       async (_label, variant) => {
-        const { worker, token, item } = variant(await claimOne());
+        const otherClaim = await claimOne();
+        const { worker, token, item } = variant(await claimOne(), otherClaim);
+        // Two claims, two tokens.
+        expect(item.leaseToken).not.toBe(otherClaim.leaseToken);
         const error = await expectSqlState(
           completeOutboxAttempt(db.owner, worker, {
             outboxId: item.outboxId,
