@@ -18,8 +18,17 @@ import {
   readPending,
 } from '../support/outbox-fixtures.ts';
 import { expectSqlState } from '../support/sqlstate.ts';
+import { claimPlans, nestedPlans, readsWhole, sortsDueRows } from '../support/claim-plans.ts';
+import { freshDatabase } from '../support/database.ts';
 
 const { db, clients } = await outboxTestBed({ connections: 8, emptyQueueBeforeEach: true });
+
+/** A database of its own: the other tests here analyze the queue. Autovacuum is kept off its
+ * queue and item record, so nothing analyzes them while the test runs. */
+const neverAnalyzed = await freshDatabase();
+for (const table of ['payment_outbox_pending', 'payment_outbox_items']) {
+  await neverAnalyzed.owner.query(`ALTER TABLE public.${table} SET (autovacuum_enabled = false)`);
+}
 
 async function drain(client: pg.Client, workerId: string): Promise<ClaimedItem[]> {
   const claimed: ClaimedItem[] = [];
@@ -334,39 +343,43 @@ describe('claim_outbox_batch', () => {
     await db.owner.query('ANALYZE public.payment_outbox_pending, public.payment_outbox_items');
     const session = clients[1];
     if (!session) throw new Error('no client');
-    const plans: string[] = [];
-    const collect = (notice: { message?: string }) => {
-      if (notice.message?.includes('Query Text')) plans.push(notice.message);
-    };
-    session.on('notice', collect);
-    try {
-      await session.query(`LOAD 'auto_explain'`);
-      await session.query(`SET auto_explain.log_min_duration = 0`);
-      await session.query(`SET auto_explain.log_nested_statements = on`);
-      await session.query(`SET auto_explain.log_format = 'json'`);
-      await session.query(`SET client_min_messages = log`);
-      // Six calls: PL/pgSQL switches to a generic plan after five custom ones.
-      for (let call = 0; call < 6; call += 1) {
-        const claimed = await claimOutboxBatch(session, {
-          batchSize: 256,
-          workerId: 'plan-worker',
-          leaseSeconds: 30,
-          railTypes: ['sandbox'],
-        });
-        expect(claimed).toHaveLength(256);
-      }
-    } finally {
-      session.off('notice', collect);
-      await session.query('RESET ALL');
-    }
+    const { plans, claimed } = await claimPlans(session);
+    expect(claimed).toEqual([256, 256, 256, 256, 256, 256]);
     const leasing = plans.filter((plan) => plan.includes('UPDATE public.payment_outbox_pending'));
     expect(leasing.length).toBeGreaterThanOrEqual(6);
-    const nested = plans.filter((plan) => !plan.includes('claim_outbox_batch('));
+    const nested = nestedPlans(plans);
     expect(nested.length).toBeGreaterThanOrEqual(12);
-    const queueScan =
-      /"Node Type": "Seq Scan"[^{}]*"Relation Name": "payment_outbox_(pending|items)"/;
-    for (const plan of nested) expect(plan).not.toMatch(queueScan);
+    expect(nested.filter(readsWhole)).toEqual([]);
     expect(nested.some((plan) => plan.includes('"Index Name": "ix_pending_due"'))).toBe(true);
+  });
+
+  it('INV-CLAIM-PLAN-WITHOUT-STATISTICS: on a queue of 20k due rows never analyzed, the claim still reads due ids in index order, custom and generic plans alike', async () => {
+    const fresh = neverAnalyzed;
+    await enqueueItems(fresh.owner, 20_000, {
+      participants: Array.from({ length: 16 }, (_, n) => `fresh-participant-${n}`),
+    });
+    const { rows: stats } = await fresh.owner.query<{ analyzed: boolean }>(
+      `SELECT last_analyze IS NOT NULL OR last_autoanalyze IS NOT NULL AS analyzed
+         FROM pg_stat_user_tables WHERE relname = 'payment_outbox_pending'`,
+    );
+    expect(stats).toEqual([{ analyzed: false }]);
+
+    const session = await fresh.connect();
+    try {
+      const { plans, claimed } = await claimPlans(session);
+      expect(claimed).toEqual([256, 256, 256, 256, 256, 256]);
+      const picks = nestedPlans(plans).filter((plan) =>
+        plan.includes('ORDER BY d.next_attempt_at'),
+      );
+      expect(picks).toHaveLength(6);
+      // Without 0037 the planner estimated one due row, read all 20,000 with a bitmap scan
+      // and sorted them, on every custom plan.
+      expect(picks.filter(sortsDueRows)).toEqual([]);
+      expect(picks.filter(readsWhole)).toEqual([]);
+      expect(picks.every((plan) => plan.includes('"Index Name": "ix_pending_due"'))).toBe(true);
+    } finally {
+      await session.end();
+    }
   });
 });
 

@@ -279,6 +279,11 @@ export const MUTATIONS: ProofMutation[] = [
     ),
   },
   {
+    row: 'INV-CLAIM-PLAN-WITHOUT-STATISTICS',
+    removes: "0037's enable_sort = off on the claim (the planner may sort the due rows again)",
+    sql: `ALTER FUNCTION public.${CLAIM} RESET enable_sort;`,
+  },
+  {
     row: 'INV-CLAIM-PLAN-ON-INDEXES',
     removes: 'the lease by id array (back to the join form of 0024, items joined unfiltered)',
     sql: [
