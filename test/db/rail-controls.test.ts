@@ -286,4 +286,41 @@ describe('ordered delivery', () => {
     const [next] = await claim();
     expect(next?.outboxId).toBe(a[1]);
   });
+
+  it('INV-RAIL-ORDERED-HEADS-BEYOND-WINDOW: a participant whose head lies behind more due rows than one claim looks at is still claimed, and leased heads are never passed', async () => {
+    await setRailSettings(control, { railType: 'limited', ordered: true, reason: 'r' });
+    const alice = uniquePrefix('alice');
+    const bob = uniquePrefix('bob');
+    const carol = uniquePrefix('carol');
+    // 100 rows of two participants first; carol's only item comes after all of them, beyond
+    // the 64 due rows a claim of 4 looks at before it searches participant by participant.
+    const early = await enqueueItems(db.owner, 100, {
+      prefix: uniquePrefix('early'),
+      participants: [alice, bob],
+      railType: 'limited',
+    });
+    const [carolsHead] = await enqueueItems(db.owner, 1, {
+      prefix: uniquePrefix('late'),
+      participants: [carol],
+      railType: 'limited',
+    });
+    const claimFour = (workerId: string) =>
+      claimOutboxBatch(executor, {
+        batchSize: 4,
+        workerId,
+        leaseSeconds: 60,
+        railTypes: ['limited'],
+      });
+
+    const heads = await claimFour('w1');
+    expect(heads.map((item) => item.outboxId).sort()).toEqual(
+      [early[0], early[1], carolsHead].sort(),
+    );
+    // Every head is leased now: 98 due rows, none of them a free head.
+    expect(await claimFour('w2')).toEqual([]);
+
+    const alicesHead = heads.find((item) => item.outboxId === early[0])!;
+    await outcome(alicesHead, 'DISPATCHED');
+    expect((await claimFour('w2')).map((item) => item.outboxId)).toEqual([early[2]]);
+  });
 });

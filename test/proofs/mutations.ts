@@ -49,6 +49,7 @@ const COMPLETE =
 const COMPLETE_BATCH = 'complete_outbox_batch(text,jsonb)';
 const ENQUEUE_BATCH = 'enqueue_payment_outbox_batch(jsonb)';
 const REPAIR = 'repair_expired_leases(integer,text)';
+const ORDERED_HEADS = 'outbox_lock_ordered_heads(text,text[],integer)';
 const RELEASE = 'release_outbox_leases(text,uuid[],uuid[])';
 const PAUSE_TARGET = 'outbox_pause_target(text,text,text)';
 const REDRIVE = 'redrive_outbox_item(uuid,text)';
@@ -276,6 +277,29 @@ export const MUTATIONS: ProofMutation[] = [
       'outbox_queue_stats()',
       'lease_expires_at <= now()',
       'lease_expires_at > now()',
+    ),
+  },
+  {
+    row: 'INV-RAIL-ORDERED',
+    removes:
+      'the head check of an ordered claim (a row with a lower sequence of its participant no longer holds it back)',
+    sql: rewriteFunction(
+      ORDERED_HEADS,
+      `AND e.sequence_id < w.sequence_id
+          AND e.rail_type = p_rail_type)`,
+      `AND e.sequence_id < w.sequence_id
+          AND e.rail_type = p_rail_type
+          AND false)`,
+    ),
+  },
+  {
+    row: 'INV-RAIL-ORDERED-HEADS-BEYOND-WINDOW',
+    removes:
+      "0038's search participant by participant when the window of due rows holds too few heads",
+    sql: rewriteFunction(
+      ORDERED_HEADS,
+      'IF v_seen = v_window AND cardinality(v_heads) < p_limit THEN',
+      'IF false THEN',
     ),
   },
   {
@@ -1301,8 +1325,6 @@ export const NOT_MUTATED: Record<string, string> = {
   'INV-RAIL-RATE-LIMIT':
     'new with the operator control plane (issue 8, 0022-0024) or the ledger bounds; its mutation is not written yet: to do, the test was not yet checked against a removed mechanism',
   'INV-RAIL-BREAKER':
-    'new with the operator control plane (issue 8, 0022-0024) or the ledger bounds; its mutation is not written yet: to do, the test was not yet checked against a removed mechanism',
-  'INV-RAIL-ORDERED':
     'new with the operator control plane (issue 8, 0022-0024) or the ledger bounds; its mutation is not written yet: to do, the test was not yet checked against a removed mechanism',
   'INV-RELAY-PAUSE':
     'new with the operator control plane (issue 8, 0022-0024) or the ledger bounds; its mutation is not written yet: to do, the test was not yet checked against a removed mechanism',
