@@ -37,28 +37,55 @@ export function createPool(options: PoolOptions): pg.Pool {
 /**
  * Opens `count` of the pool's connections now and runs `prepare` once on each, so the first
  * burst of work finds them open and warm. Rejects when a connection cannot be opened; a
- * connection whose `prepare` fails is closed (the pool opens a new one on demand).
+ * connection whose `prepare` fails, or that the server cuts meanwhile, is closed (the pool
+ * opens a new one on demand).
  */
 export async function openConnections(
   pool: pg.Pool,
   count: number,
   prepare: (client: pg.PoolClient) => Promise<unknown>,
 ): Promise<void> {
-  const clients = await Promise.allSettled(Array.from({ length: count }, () => pool.connect()));
+  // All `count` stay checked out until every one is open, or the pool would hand out the
+  // same idle connection again.
+  const clients = await Promise.allSettled(
+    Array.from({ length: count }, () => pool.connect().then(guardWhileCheckedOut)),
+  );
   await Promise.all(
     clients.map(async (opened) => {
       if (opened.status === 'rejected') return;
-      const client = opened.value;
+      const held = opened.value;
       try {
-        await prepare(client);
-        client.release();
+        await prepare(held.client);
+        held.release();
       } catch (error) {
-        client.release(error instanceof Error ? error : new Error(String(error)));
+        held.release(error instanceof Error ? error : new Error(String(error)));
       }
     }),
   );
   const failed = clients.find((opened) => opened.status === 'rejected');
   if (failed) throw failed.reason;
+}
+
+/**
+ * A checked-out client has no 'error' listener of the pool's (pg-pool removes it at
+ * checkout), so a connection the server cuts while no query runs on it (a restart, an
+ * administrator's pg_terminate_backend) would be an unhandled 'error' event: the process
+ * crashed with a stack trace while starting (chaos run, seed 5). Held until release; a cut
+ * client is released with its error, so the pool drops it instead of reusing it.
+ */
+function guardWhileCheckedOut(client: pg.PoolClient) {
+  let cut: Error | undefined;
+  const onError = (error: Error) => {
+    cut ??= error;
+  };
+  client.on('error', onError);
+  return {
+    client,
+    release(error?: Error) {
+      client.removeListener('error', onError);
+      client.release(error ?? cut);
+    },
+  };
 }
 
 interface TransitionLogger {
