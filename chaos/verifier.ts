@@ -181,6 +181,7 @@ export async function verifyRun(ownerUrl: string, facts: ChaosFacts): Promise<Ch
         id: exit.id,
         code: exit.code,
         signal: exit.signal,
+        lastOutput: exit.lastOutput,
       })),
     },
   };

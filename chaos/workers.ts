@@ -10,6 +10,8 @@ export interface WorkerExit {
   /** The signal the run sent, or null when the process exited on its own. */
   sent: NodeJS.Signals | null;
   at: number;
+  /** The process's last lines of output: why a worker that exited on its own did. */
+  lastOutput: string[];
 }
 
 interface Running {
@@ -41,6 +43,8 @@ export const CHAOS_RELAYER_SETTINGS: Record<string, string> = {
 const START_TIMEOUT_MS = 120_000;
 const EXIT_TIMEOUT_MS = 60_000;
 const TAIL_LINES = 40;
+/** Lines of output kept with an exit: an uncaught error's message and first frames. */
+const EXIT_OUTPUT_LINES = 25;
 
 /**
  * `symphony-relay run` processes, one per slot. Each slot always has at most one process;
@@ -139,6 +143,7 @@ export class Fleet {
             signal: null,
             sent: 'SIGTERM',
             at: Date.now(),
+            lastOutput: [],
           },
       ),
     );
@@ -191,7 +196,14 @@ export class Fleet {
       tail,
       exited: new Promise((resolve) =>
         child.once('exit', (code, signal) =>
-          resolve({ id, code, signal, sent: running.sent, at: Date.now() }),
+          resolve({
+            id,
+            code,
+            signal,
+            sent: running.sent,
+            at: Date.now(),
+            lastOutput: tail.slice(-EXIT_OUTPUT_LINES),
+          }),
         ),
       ),
     };

@@ -72,7 +72,9 @@ describe('chaos verifier', () => {
     ],
     faults: emptyFaultLog(),
     unpromptedExits: [],
-    finalExits: [{ id: 'w1', code: 1, signal: null, sent: 'SIGTERM', at: Date.now() }],
+    finalExits: [
+      { id: 'w1', code: 1, signal: null, sent: 'SIGTERM', at: Date.now(), lastOutput: [] },
+    ],
     workers: 1,
     ...overrides,
   });
