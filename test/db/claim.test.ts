@@ -7,6 +7,7 @@ import {
   warmUpClaims,
   type ClaimedItem,
 } from '../../src/db/outbox.ts';
+import { pauseDispatch, resumeDispatch } from '../../src/db/controls.ts';
 import { LeaseLostError } from '../../src/db/errors.ts';
 import {
   enqueueAndClaim,
@@ -30,14 +31,18 @@ for (const table of ['payment_outbox_pending', 'payment_outbox_items']) {
   await neverAnalyzed.owner.query(`ALTER TABLE public.${table} SET (autovacuum_enabled = false)`);
 }
 
-async function drain(client: pg.Client, workerId: string): Promise<ClaimedItem[]> {
+async function drain(
+  client: pg.Client,
+  workerId: string,
+  railTypes = ['sandbox'],
+): Promise<ClaimedItem[]> {
   const claimed: ClaimedItem[] = [];
   for (;;) {
     const batch = await claimOutboxBatch(client, {
       batchSize: 25,
       workerId,
       leaseSeconds: 300,
-      railTypes: ['sandbox'],
+      railTypes,
     });
     if (batch.length === 0) return claimed;
     claimed.push(...batch);
@@ -45,31 +50,41 @@ async function drain(client: pg.Client, workerId: string): Promise<ClaimedItem[]
 }
 
 describe('claim_outbox_batch', () => {
-  it('INV-CLAIM-EXACTLY-ONCE: 8 concurrent claimers over 1,000 due rows claim every row exactly once', async () => {
-    const ids = await enqueueItems(db.owner, 1000);
-    const perWorker = await Promise.all(
-      clients.map((client, index) => drain(client, `claimer-${index}`)),
-    );
+  it('INV-CLAIM-EXACTLY-ONCE: 8 concurrent claimers over 1,000 due rows claim every row exactly once, on one rail and across three', async () => {
+    // One rail (one locking scan per claim), then three (each rail's share locked on its own).
+    for (const railTypes of [['sandbox'], ['sandbox', 'second', 'third']]) {
+      const ids = (
+        await Promise.all(
+          railTypes.map((railType) =>
+            enqueueItems(db.owner, Math.ceil(1000 / railTypes.length), { railType }),
+          ),
+        )
+      ).flat();
+      const perWorker = await Promise.all(
+        clients.map((client, index) => drain(client, `claimer-${index}`, railTypes)),
+      );
 
-    const claimedIds = perWorker.flat().map((item) => item.outboxId);
-    expect(claimedIds).toHaveLength(1000);
-    expect(new Set(claimedIds)).toEqual(new Set(ids));
-    // Every row is leased to the worker that received it, with the token it received.
-    const { rows } = await db.owner.query<{
-      outbox_id: string;
-      claimed_by: string;
-      lease_token: string;
-    }>('SELECT outbox_id, claimed_by, lease_token FROM public.payment_outbox_pending');
-    const holder = new Map(rows.map((row) => [row.outbox_id, row]));
-    perWorker.forEach((items, index) => {
-      for (const item of items) {
-        expect(holder.get(item.outboxId)).toEqual({
-          outbox_id: item.outboxId,
-          claimed_by: `claimer-${index}`,
-          lease_token: item.leaseToken,
-        });
-      }
-    });
+      const claimedIds = perWorker.flat().map((item) => item.outboxId);
+      expect(claimedIds).toHaveLength(ids.length);
+      expect(new Set(claimedIds)).toEqual(new Set(ids));
+      // Every row is leased to the worker that received it, with the token it received.
+      const { rows } = await db.owner.query<{
+        outbox_id: string;
+        claimed_by: string;
+        lease_token: string;
+      }>('SELECT outbox_id, claimed_by, lease_token FROM public.payment_outbox_pending');
+      const holder = new Map(rows.map((row) => [row.outbox_id, row]));
+      perWorker.forEach((items, index) => {
+        for (const item of items) {
+          expect(holder.get(item.outboxId)).toEqual({
+            outbox_id: item.outboxId,
+            claimed_by: `claimer-${index}`,
+            lease_token: item.leaseToken,
+          });
+        }
+      });
+      await db.owner.query('DELETE FROM public.payment_outbox_pending');
+    }
   });
 
   it('returns every column the relayer needs, including created_at', async () => {
@@ -240,7 +255,7 @@ describe('claim_outbox_batch', () => {
     ).toEqual([]);
   });
 
-  it('INV-CLAIM-USES-DUE-INDEX: on 100k rows the claim scan uses ix_pending_due', async () => {
+  it('INV-CLAIM-USES-DUE-INDEX: on 100k rows the claim scan uses ix_pending_due_by_rail', async () => {
     // Every tenth row is leased (half of those expired), and leased rows carry the oldest
     // next_attempt_at: a scan that had to walk past them would meet them first.
     await db.owner.query(
@@ -268,24 +283,25 @@ describe('claim_outbox_batch', () => {
     );
     await db.owner.query('ANALYZE public.payment_outbox_pending');
 
-    // The same SELECT as the `due` CTE of claim_outbox_batch (asserted against its source below).
+    // The same SELECT as the claim's locking scan of one rail, in outbox_lock_due (asserted
+    // against its source below).
     const dueSelect = `SELECT d.outbox_id
       FROM public.payment_outbox_pending d
      WHERE d.claimed_by IS NULL
        AND d.next_attempt_at <= now()
-       AND d.rail_type = ANY ('{sandbox}'::text[])
+       AND d.rail_type = 'sandbox'
        AND d.participant_id <> ALL ('{}'::text[])
      ORDER BY d.next_attempt_at, d.created_at
      LIMIT 100
      FOR UPDATE SKIP LOCKED`;
     const { rows: source } = await db.owner.query<{ src: string }>(
-      `SELECT prosrc AS src FROM pg_proc WHERE oid = 'public.claim_outbox_batch(int, text, int, text[])'::regprocedure`,
+      `SELECT prosrc AS src FROM pg_proc WHERE oid = 'public.outbox_lock_due(text[], text[], int)'::regprocedure`,
     );
     const normalise = (sql: string) =>
       sql
         .replace(/\s+/g, ' ')
         .replace(/LIMIT \S+/g, 'LIMIT n')
-        .replace(/= ANY \(\S+\)/g, '= ANY (rails)')
+        .replace(/d\.rail_type = \S+/g, 'd.rail_type = rail')
         .replace(/<> ALL \(\S+\)/g, '<> ALL (paused)');
     expect(normalise(source[0]?.src ?? '')).toContain(normalise(dueSelect));
 
@@ -293,7 +309,7 @@ describe('claim_outbox_batch', () => {
       `EXPLAIN (FORMAT JSON) ${dueSelect}`,
     );
     const plan = JSON.stringify(rows[0]?.['QUERY PLAN']);
-    expect(plan).toContain('"Index Name":"ix_pending_due"');
+    expect(plan).toContain('"Index Name":"ix_pending_due_by_rail"');
     expect(plan).not.toContain('"Node Type":"Seq Scan"');
 
     // Leased rows are not in the partial index, so the scan never fetches one only to drop
@@ -307,7 +323,7 @@ describe('claim_outbox_batch', () => {
         `EXPLAIN (ANALYZE, TIMING OFF, SUMMARY OFF, FORMAT JSON) ${dueSelect}`,
       );
       const executed = JSON.stringify(analysed[0]?.['QUERY PLAN']);
-      expect(executed).toContain('"Index Name":"ix_pending_due"');
+      expect(executed).toContain('"Index Name":"ix_pending_due_by_rail"');
       expect(executed).toContain('"Rows Removed by Filter":0');
       expect(executed).not.toMatch(/"Rows Removed by Filter":[1-9]/);
     } finally {
@@ -350,7 +366,9 @@ describe('claim_outbox_batch', () => {
     const nested = nestedPlans(plans);
     expect(nested.length).toBeGreaterThanOrEqual(12);
     expect(nested.filter(readsWhole)).toEqual([]);
-    expect(nested.some((plan) => plan.includes('"Index Name": "ix_pending_due"'))).toBe(true);
+    expect(nested.some((plan) => plan.includes('"Index Name": "ix_pending_due_by_rail"'))).toBe(
+      true,
+    );
   });
 
   it('INV-CLAIM-PLAN-WITHOUT-STATISTICS: on a queue of 20k due rows never analyzed, the claim still reads due ids in index order, custom and generic plans alike', async () => {
@@ -376,9 +394,68 @@ describe('claim_outbox_batch', () => {
       // and sorted them, on every custom plan.
       expect(picks.filter(sortsDueRows)).toEqual([]);
       expect(picks.filter(readsWhole)).toEqual([]);
-      expect(picks.every((plan) => plan.includes('"Index Name": "ix_pending_due"'))).toBe(true);
+      expect(picks.every((plan) => plan.includes('"Index Name": "ix_pending_due_by_rail"'))).toBe(
+        true,
+      );
     } finally {
       await session.end();
+    }
+  });
+
+  it("INV-CLAIM-READS-ITS-RAILS: behind 20k due rows of a paused rail and of a rail the worker does not serve, a claim over two rails takes the first due rows of those two in due order and reads no other rail's row", async () => {
+    // 20,000 due rows held back, all due before the rest: a paused rail's and another's.
+    await db.owner.query(
+      `INSERT INTO public.payment_outbox_items
+         (outbox_id, instruction_id, participant_id, sequence_id, idempotency_key, rail_type,
+          payload, payload_sha256)
+       SELECT uuidv7(), 'held-' || g, 'held-participant-' || (g % 50), g, 'held-key-' || g,
+              CASE WHEN g % 2 = 0 THEN 'held' ELSE 'elsewhere' END, '{}'::jsonb, repeat('0', 64)
+         FROM generate_series(1, 20000) AS g`,
+    );
+    await db.owner.query(
+      `INSERT INTO public.payment_outbox_pending
+         (outbox_id, participant_id, sequence_id, rail_type, next_attempt_at)
+       SELECT i.outbox_id, i.participant_id, i.sequence_id, i.rail_type, now() - interval '2 hours'
+         FROM public.payment_outbox_items i WHERE i.instruction_id LIKE 'held-%'`,
+    );
+    // 30 items on each of two served rails, due in turn: first, second, first, second, ...
+    const first = await enqueueItems(db.owner, 30, { railType: 'sandbox' });
+    const second = await enqueueItems(db.owner, 30, { railType: 'second' });
+    await db.owner.query(
+      `UPDATE public.payment_outbox_pending p
+          SET next_attempt_at = now() - interval '1 hour' + x.turn * interval '1 second'
+         FROM unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS t(a, b, n)
+        CROSS JOIN LATERAL (VALUES (t.a, 2 * t.n), (t.b, 2 * t.n + 1)) AS x(id, turn)
+        WHERE p.outbox_id = x.id`,
+      [first, second],
+    );
+    await db.owner.query('ANALYZE public.payment_outbox_pending');
+    const held = { scope: 'rail' as const, target: 'held', reason: 'INV-CLAIM-READS-ITS-RAILS' };
+    await pauseDispatch(db.owner, held);
+    const session = clients[0];
+    if (!session) throw new Error('no client');
+    try {
+      await session.query('BEGIN');
+      const claimed = await claimOutboxBatch(session, {
+        batchSize: 40,
+        workerId: 'two-rails',
+        leaseSeconds: 30,
+        railTypes: ['sandbox', 'second', 'held'],
+      });
+      // Rows this transaction read from the queue, by index or by scan.
+      const { rows } = await session.query<{ read: string }>(
+        `SELECT idx_tup_fetch + seq_tup_read AS read
+           FROM pg_stat_xact_user_tables WHERE relid = 'public.payment_outbox_pending'::regclass`,
+      );
+      await session.query('ROLLBACK');
+      expect(claimed.map((item) => item.outboxId).sort()).toEqual(
+        [...first.slice(0, 20), ...second.slice(0, 20)].sort(),
+      );
+      // A walk of every rail's due rows together reads the 20,000 held ones first. The bound
+      // leaves room for the dead rows earlier tests left in the served rails' index.
+      expect(Number(rows[0]?.read)).toBeLessThan(10_000);
+    } finally {
+      await resumeDispatch(db.owner, held);
     }
   });
 });

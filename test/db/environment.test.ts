@@ -120,9 +120,10 @@ describe('schema shape the invariants rely on', () => {
     const definers = rows.filter((row) => row.definer);
     expect(definers.map((row) => row.name)).toEqual(declared);
     // search_path pinned, and nothing else but the planner settings a migration gave on
-    // purpose (0037: the claim reads the queue in index order even without statistics).
+    // purpose (0037, 0040: they read the queue in index order even without statistics).
     const plannerSettings: Record<string, string[]> = {
       'claim_outbox_batch(integer,text,integer,text[])': ['enable_sort=off'],
+      'outbox_next_attempt_at()': ['enable_sort=off'],
     };
     expect(
       definers

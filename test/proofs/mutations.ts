@@ -50,6 +50,7 @@ const COMPLETE_BATCH = 'complete_outbox_batch(text,jsonb)';
 const ENQUEUE_BATCH = 'enqueue_payment_outbox_batch(jsonb)';
 const REPAIR = 'repair_expired_leases(integer,text)';
 const ORDERED_HEADS = 'outbox_lock_ordered_heads(text,text[],integer)';
+const LOCK_DUE = 'outbox_lock_due(text[],text[],integer)';
 const RELEASE = 'release_outbox_leases(text,uuid[],uuid[])';
 const PAUSE_TARGET = 'outbox_pause_target(text,text,text)';
 const REDRIVE = 'redrive_outbox_item(uuid,text)';
@@ -248,24 +249,24 @@ export const MUTATIONS: ProofMutation[] = [
   },
   {
     row: 'INV-CLAIM-EXACTLY-ONCE',
-    removes: 'FOR UPDATE SKIP LOCKED in claim_outbox_batch',
-    sql: rewriteFunction(CLAIM, 'FOR UPDATE SKIP LOCKED', ''),
+    removes: "FOR UPDATE SKIP LOCKED in the claim's locking scan (outbox_lock_due)",
+    sql: rewriteFunction(LOCK_DUE, 'FOR UPDATE SKIP LOCKED', ''),
   },
   {
     row: 'INV-CLAIM-DUE-ONLY',
     removes: 'the due-time predicate of the claim',
-    sql: rewriteFunction(CLAIM, 'AND d.next_attempt_at <= now()', ''),
+    sql: rewriteFunction(LOCK_DUE, 'AND d.next_attempt_at <= now()', ''),
   },
   {
     row: 'INV-CLAIM-LIVE-LEASE-EXCLUSIVE',
     removes: 'the claimed_by IS NULL predicate of the claim',
-    sql: rewriteFunction(CLAIM, 'WHERE d.claimed_by IS NULL', 'WHERE true'),
+    sql: rewriteFunction(LOCK_DUE, 'WHERE d.claimed_by IS NULL', 'WHERE true'),
   },
   {
     row: 'INV-CLAIM-EXPIRED-LEASE-REPAIR-ONLY',
     removes: 'the claim also takes expired leases',
     sql: rewriteFunction(
-      CLAIM,
+      LOCK_DUE,
       'WHERE d.claimed_by IS NULL',
       'WHERE (d.claimed_by IS NULL OR d.lease_expires_at <= now())',
     ),
@@ -303,9 +304,34 @@ export const MUTATIONS: ProofMutation[] = [
     ),
   },
   {
+    row: 'INV-CLAIM-READS-ITS-RAILS',
+    removes: "0040's claim by rail: every rail's due rows walked together again, as before 0039",
+    sql: [
+      `CREATE INDEX ix_pending_due ON public.payment_outbox_pending (next_attempt_at, created_at)
+         WHERE claimed_by IS NULL;`,
+      rewriteFunction(
+        CLAIM,
+        'v_ids := public.outbox_lock_due(v_rail_types, v_paused_participants, v_remaining);',
+        `SELECT COALESCE(array_agg(c.outbox_id), '{}') INTO v_ids
+           FROM (SELECT d.outbox_id FROM public.payment_outbox_pending d
+                  WHERE d.claimed_by IS NULL AND d.next_attempt_at <= now()
+                    AND d.rail_type = ANY (v_rail_types)
+                    AND d.participant_id <> ALL (v_paused_participants)
+                  ORDER BY d.next_attempt_at, d.created_at
+                  LIMIT v_remaining FOR UPDATE SKIP LOCKED) c;`,
+      ),
+    ].join('\n'),
+  },
+  {
     row: 'INV-CLAIM-PLAN-WITHOUT-STATISTICS',
-    removes: "0037's enable_sort = off on the claim (the planner may sort the due rows again)",
-    sql: `ALTER FUNCTION public.${CLAIM} RESET enable_sort;`,
+    // Either one alone keeps the index order: without statistics the planner still takes
+    // the rail index for an equality on rail_type followed by the due order, sort or no sort.
+    removes:
+      "0037's enable_sort = off on the claim, and 0039's rail index (0007's index over every rail instead)",
+    sql: `ALTER FUNCTION public.${CLAIM} RESET enable_sort;
+      CREATE INDEX ix_pending_due ON public.payment_outbox_pending (next_attempt_at, created_at)
+        WHERE claimed_by IS NULL;
+      DROP INDEX public.ix_pending_due_by_rail;`,
   },
   {
     row: 'INV-CLAIM-PLAN-ON-INDEXES',
@@ -340,8 +366,8 @@ END;`,
   },
   {
     row: 'INV-CLAIM-USES-DUE-INDEX',
-    removes: 'the partial due index ix_pending_due',
-    sql: 'DROP INDEX public.ix_pending_due;',
+    removes: 'the partial due index ix_pending_due_by_rail',
+    sql: 'DROP INDEX public.ix_pending_due_by_rail;',
   },
   {
     row: 'INV-COMPLETE-LEASE-FENCED',
