@@ -19,7 +19,8 @@
  *             scans the queue at L rows (auto_explain); a new connection's first claims on
  *             L due rows before and after the queue is first analyzed (and whether any plan
  *             sorts the due rows); the cost of the shared queue sample and of the exact
- *             outbox_queue_stats() scan at L rows
+ *             outbox_queue_stats() scan at L rows; and N due behind L held back (a paused
+ *             rail; for graphile-worker, jobs of a task it does not run), both systems
  *   cpu/where (with drain) CPU per item of this process and of the database backends, for
  *             the relayer, its SQL alone and graphile-worker; and the statements that took
  *             the most server time per item (pg_stat_statements, nested statements included)
@@ -86,6 +87,12 @@ const NO_OP_RAILS = JSON.stringify({
     latencyMs: [0, 0],
     outcomes: { DISPATCHED: 1, RETRYABLE: 0, FAILED: 0 },
   },
+});
+
+/** The no-op rail, and a rail the held-back scale case pauses. */
+const HELD_BACK_RAILS = JSON.stringify({
+  ...(JSON.parse(NO_OP_RAILS) as Record<string, unknown>),
+  held: { type: 'sandbox', latencyMs: [0, 0] },
 });
 
 interface Row {
@@ -878,6 +885,7 @@ async function bulkRows(
   rowsCount: number,
   dueIn: string,
   beforeAnalyze?: () => Promise<void>,
+  railType = 'sandbox',
 ) {
   // Autovacuum stays off the two tables until the rows are in (and `beforeAnalyze` has
   // looked at them): what runs there sees a queue without statistics, as a burst does.
@@ -890,14 +898,14 @@ async function bulkRows(
        (outbox_id, instruction_id, participant_id, sequence_id, idempotency_key, rail_type,
         payload, payload_sha256)
      SELECT uuidv7(), $1 || '-' || g, $1 || '-participant-' || (g % 1000), g, $1 || '-key-' || g,
-            'sandbox', jsonb_build_object('n', g), repeat('0', 64)
+            $3, jsonb_build_object('n', g), repeat('0', 64)
        FROM generate_series(1, $2::int) AS g`,
-    [prefix, rowsCount],
+    [prefix, rowsCount, railType],
   );
   await pool.query(
     `INSERT INTO public.payment_outbox_pending
        (outbox_id, participant_id, sequence_id, rail_type, next_attempt_at)
-     SELECT i.outbox_id, i.participant_id, i.sequence_id, 'sandbox', now() + $2::interval
+     SELECT i.outbox_id, i.participant_id, i.sequence_id, i.rail_type, now() + $2::interval
        FROM public.payment_outbox_items i WHERE i.instruction_id LIKE $1 || '-%'`,
     [prefix, dueIn],
   );
@@ -960,6 +968,7 @@ async function scaleSection(bench: Bench): Promise<void> {
   );
   record('scale', `ratio: ${LARGE} not yet due / nothing else`, withFuture / base, 'x');
   record('scale', `ratio: ${LARGE} due / nothing else`, withDue / base, 'x');
+  await heldBackCase(bench);
   for (const [database, rowsLabel] of [
     ['bench_scale_future', `${LARGE} not yet due`],
     ['bench_scale_due', `${LARGE} due`],
@@ -998,6 +1007,71 @@ async function scaleSection(bench: Bench): Promise<void> {
   } finally {
     await executor.end();
   }
+}
+
+/**
+ * N due items behind L due ones that are held back: on the relayer a paused rail (an operator
+ * stopped a misbehaving bank; the worker serves it too), on graphile-worker jobs of a task the
+ * worker does not run (it has no pause; this is its closest case). Both drain N at the same
+ * settings as their main drains, in the same run.
+ */
+async function heldBackCase(bench: Bench): Promise<void> {
+  const held = await bench.symphony('bench_scale_held');
+  await bulkRows(held, 'held', LARGE, '-1 minute', undefined, 'held');
+  await held.query(`SELECT * FROM public.pause_dispatch('rail', 'held', 'bench: held back')`);
+  await fanOut(
+    held,
+    ENQUEUE_CONNECTIONS,
+    chunks(requests('held-due', ITEMS), ENQUEUE_CHUNK),
+    (c, chunk) => enqueuePaymentOutboxBatch(c, chunk),
+  );
+  const relayer = await rate(
+    'scale',
+    `relayer drain at defaults, N due behind ${LARGE} due on a paused rail`,
+    ITEMS,
+    () =>
+      drainWithRuntime(
+        bench,
+        'bench_scale_held',
+        { SYMPHONY_RAILS: HELD_BACK_RAILS },
+        attemptsReached(held, ITEMS),
+      ),
+  );
+
+  const connectionString = await bench.graphile('bench_graphile_scale_held');
+  const peer = new pg.Pool({ connectionString, max: 1 });
+  try {
+    for (let from = 1; from <= LARGE; from += 100_000) {
+      await peer.query(
+        `SELECT graphile_worker.add_jobs(array_agg(
+           ('held', json_build_object('n', n), null, now() - interval '1 minute',
+            null, null, null, null)::graphile_worker.job_spec))
+           FROM generate_series($1::int, $2::int) AS n`,
+        [from, Math.min(LARGE, from + 99_999)],
+      );
+    }
+    await peer.query(
+      `SELECT graphile_worker.add_jobs(array_agg(
+         ('noop', json_build_object('n', n), null, null, null, null, null, null)::graphile_worker.job_spec))
+         FROM generate_series(1, $1::int) AS n`,
+      [ITEMS],
+    );
+    await peer.query('VACUUM ANALYZE');
+  } finally {
+    await peer.end();
+  }
+  const graphile = await rate(
+    'scale',
+    `graphile-worker tuned, N due behind ${LARGE} due jobs of a task it does not run`,
+    ITEMS,
+    () => graphileRun(connectionString, GRAPHILE_TUNED, ITEMS, async () => {}),
+  );
+  record(
+    'scale',
+    `ratio: relayer / graphile-worker, N behind ${LARGE} held back`,
+    relayer / graphile,
+    'x',
+  );
 }
 
 function printTable(): void {
