@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { outboxNextAttemptAt, outboxQueueSample, outboxQueueStats } from '../../src/db/outbox.ts';
+import {
+  claimOutboxBatch,
+  outboxNextAttemptAt,
+  outboxQueueSample,
+  outboxQueueStats,
+  outboxQueueStatsByRail,
+} from '../../src/db/outbox.ts';
 import {
   enqueueAndClaim,
   enqueueItems,
@@ -118,6 +124,50 @@ describe('outbox_queue_sample', () => {
       const other = await outboxQueueSample(secondExecutor, 0);
       expect(other?.sampledAt).toEqual(before?.sampledAt);
       expect(other?.stats.pending).toBe(2);
+    } finally {
+      await executor.query('COMMIT');
+    }
+  });
+
+  it('INV-QUEUE-SAMPLE-EXACT: the sample, read from the indexes, gives the figures of the exact scans over rails with due, future, leased, expired and only leased items', async () => {
+    const bank = await enqueueItems(db.owner, 5, { railType: 'bank' });
+    const card = await enqueueItems(db.owner, 2, { railType: 'card' });
+    await enqueueItems(db.owner, 1, { railType: 'wallet' });
+    // bank: two leased (one of them expired), two due, one not yet due; card: one due, one
+    // not yet due; wallet: its only item leased.
+    const leased = await claimOutboxBatch(db.owner, {
+      batchSize: 2,
+      workerId: 'w',
+      leaseSeconds: 60,
+      railTypes: ['bank'],
+    });
+    await claimOutboxBatch(db.owner, {
+      batchSize: 1,
+      workerId: 'w',
+      leaseSeconds: 60,
+      railTypes: ['wallet'],
+    });
+    const [expired] = leased;
+    if (!expired || bank.length !== 5 || card.length !== 2) throw new Error('fixture too small');
+    await expireLeases(db.owner, [expired.outboxId]);
+    await scheduleAt(bank[2]!, -100);
+    await scheduleAt(bank[4]!, 3600);
+    await scheduleAt(card[1]!, 600);
+
+    // One transaction: the same now() for the sample's ages and the scans'.
+    await executor.query('BEGIN');
+    try {
+      const sample = await outboxQueueSample(executor, 0);
+      const stats = await outboxQueueStats(executor);
+      const byRail = await outboxQueueStatsByRail(executor);
+      expect(stats).toMatchObject({ pending: 8, due: 3, leased: 3, expiredLeases: 1 });
+      expect(byRail.map((rail) => [rail.railType, rail.pending, rail.due])).toEqual([
+        ['bank', 5, 2],
+        ['card', 2, 1],
+        ['wallet', 1, 0],
+      ]);
+      expect(sample?.stats).toEqual(stats);
+      expect(sample?.byRail).toEqual(byRail);
     } finally {
       await executor.query('COMMIT');
     }

@@ -365,6 +365,15 @@ END;`,
     ),
   },
   {
+    row: 'INV-QUEUE-SAMPLE-EXACT',
+    removes: "0042's leased rows in the sample's pending count (only the due index's rows counted)",
+    sql: rewriteFunction(
+      'outbox_queue_sample(integer)',
+      'COALESCE(u.pending, 0) + COALESCE(l.leased, 0) AS pending',
+      'COALESCE(u.pending, 0) AS pending',
+    ),
+  },
+  {
     row: 'INV-CLAIM-USES-DUE-INDEX',
     removes: 'the partial due index ix_pending_due_by_rail',
     sql: 'DROP INDEX public.ix_pending_due_by_rail;',
