@@ -117,13 +117,13 @@ function record(section: string, name: string, value: number, unit: string): num
 }
 
 /**
- * Set by main: resolves once no autovacuum worker runs (at most a minute), so the cleanup of
- * one case's tables does not land inside the next case's measurement.
+ * Set by main: a checkpoint, then resolves once no autovacuum worker runs (at most a minute),
+ * so neither the writes nor the cleanup of one case land inside the next case's measurement.
  */
-let untilAutovacuumIdle: () => Promise<void> = async () => {};
+let untilQuiet: () => Promise<void> = async () => {};
 
 async function rate(section: string, name: string, items: number, work: () => Promise<unknown>) {
-  await untilAutovacuumIdle();
+  await untilQuiet();
   const started = process.hrtime.bigint();
   await work();
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
@@ -199,7 +199,8 @@ async function main(): Promise<void> {
   });
   const admin = new pg.Client({ connectionString: server.adminUrl });
   await admin.connect();
-  untilAutovacuumIdle = async () => {
+  untilQuiet = async () => {
+    await admin.query('CHECKPOINT');
     for (const deadline = Date.now() + 60_000; Date.now() < deadline;) {
       const { rows } = await admin.query<{ running: number }>(
         `SELECT count(*)::int AS running FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'`,
