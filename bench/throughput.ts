@@ -57,16 +57,36 @@ import { ensureLoginRole } from '../src/db/roles.ts';
 import { startEmbeddedPostgres, temporaryDataDir } from '../src/embedded/postgres.ts';
 import { createLogger } from '../src/observability/logger.ts';
 
-const ITEMS = Number(process.env.BENCH_ITEMS ?? 20_000);
-const LARGE = Number(process.env.BENCH_LARGE ?? 1_000_000);
-const LATENCY_SECONDS = Number(process.env.BENCH_LATENCY_SECONDS ?? 5);
+/** A knob from the environment: a whole number in range, or the run stops before it starts. */
+function knob(name: string, fallback: number, max: number): number {
+  const text = process.env[name];
+  if (text === undefined) return fallback;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 1 || value > max) {
+    console.error(
+      `bench: ${name}=${text} is not a whole number from 1 to ${max}; unset it or give one`,
+    );
+    process.exit(2);
+  }
+  return value;
+}
+
+const ITEMS = knob('BENCH_ITEMS', 20_000, 10_000_000);
+const LARGE = knob('BENCH_LARGE', 1_000_000, 100_000_000);
+const LATENCY_SECONDS = knob('BENCH_LATENCY_SECONDS', 5, 3600);
 /** Unmeasured traffic at the same rate before each latency run. */
 const LATENCY_WARMUP_SECONDS = 1;
-const SECTIONS = new Set(
-  (process.env.BENCH_SECTIONS ?? 'enqueue,drain,rss,latency,scale').split(','),
-);
-const TUNED_CONCURRENCY = Number(process.env.BENCH_TUNED_CONCURRENCY ?? 1024);
-const TUNED_BATCH = Number(process.env.BENCH_TUNED_BATCH ?? 256);
+const ALL_SECTIONS = ['enqueue', 'drain', 'rss', 'latency', 'scale'];
+const SECTIONS = new Set((process.env.BENCH_SECTIONS ?? ALL_SECTIONS.join(',')).split(','));
+const unknownSections = [...SECTIONS].filter((section) => !ALL_SECTIONS.includes(section));
+if (unknownSections.length > 0) {
+  console.error(
+    `bench: BENCH_SECTIONS names ${unknownSections.join(', ')}; choose among ${ALL_SECTIONS.join(',')}`,
+  );
+  process.exit(2);
+}
+const TUNED_CONCURRENCY = knob('BENCH_TUNED_CONCURRENCY', 1024, 100_000);
+const TUNED_BATCH = knob('BENCH_TUNED_BATCH', 256, 1000);
 const DEFAULTS = loadConfig({});
 const ENQUEUE_CONNECTIONS = 8;
 const ENQUEUE_CHUNK = 500;
