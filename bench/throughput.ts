@@ -1035,18 +1035,29 @@ async function scaleSection(bench: Bench): Promise<void> {
     max: 1,
   });
   try {
-    const timedQuery = async (label: string, sql: string, params: unknown[] = []) => {
+    const timedQuery = async (label: string, sql: string) => {
       const started = process.hrtime.bigint();
-      await executor.query(sql, params);
+      const { rows } = await executor.query<{ pending: string; estimated?: boolean }>(sql);
       record('scale', label, Number(process.hrtime.bigint() - started) / 1e6, 'ms');
+      return rows[0];
     };
-    await timedQuery(
+    const exact = await timedQuery(
       `outbox_queue_stats() exact scan at ${LARGE} rows`,
       'SELECT * FROM public.outbox_queue_stats()',
     );
     await timedQuery(
-      `outbox_queue_sample(5000), taking the sample at ${LARGE} rows (one worker per fleet per interval)`,
+      `outbox_queue_sample, taking the sample at ${LARGE} rows, counted exactly (bound raised past the queue)`,
+      'SELECT * FROM public.outbox_queue_sample(0, 1000000)',
+    );
+    const sample = await timedQuery(
+      `outbox_queue_sample(5000), taking the sample at ${LARGE} rows at the shipped bound (one worker per fleet per interval)`,
       'SELECT * FROM public.outbox_queue_sample(0)',
+    );
+    record(
+      'scale',
+      `outbox_queue_sample at the shipped bound: pending ${sample?.estimated ? 'estimated' : 'counted'} / exact`,
+      Number(sample?.pending) / Number(exact?.pending),
+      'x',
     );
     await timedQuery(
       `outbox_queue_sample(5000), reading the shared sample (every other worker)`,

@@ -310,21 +310,28 @@ export async function outboxQueueStatsByRail(db: Queryable): Promise<RailQueueSt
   }));
 }
 
-/** The fleet's shared queue sample: exact figures as of sampledAt (see 0031). */
+/**
+ * The fleet's shared queue sample, as of sampledAt (see 0031). Exact while the queue is
+ * small; once its heap passes the sample's bound (0043) the larger counts are estimates, and
+ * `estimated` says so.
+ */
 export interface QueueSample {
   sampledAt: Date;
   stats: QueueStats;
   byRail: RailQueueStats[];
+  estimated: boolean;
 }
 
 /**
  * The fleet's queue sample (outbox_queue_sample): a new one is taken by this call only if
  * the stored one is older than maxAgeMs and no other worker is taking one; otherwise one row
- * is read. Null only before the very first sample exists.
+ * is read. Null only before the very first sample exists. `exactPages`: the queue heap size
+ * up to which a new sample counts exactly (unless given, the function's default: 2,000 pages).
  */
 export async function outboxQueueSample(
   db: Queryable,
   maxAgeMs: number,
+  exactPages?: number,
 ): Promise<QueueSample | null> {
   const { rows } = await db.query<{
     sampled_at: Date;
@@ -339,10 +346,12 @@ export async function outboxQueueSample(
       due: number;
       oldest_due_age_seconds: number | null;
     }[];
+    estimated: boolean;
   }>(
-    `SELECT sampled_at, pending, due, leased, expired_leases, oldest_due_age_seconds, by_rail
-       FROM public.outbox_queue_sample($1)`,
-    [maxAgeMs],
+    `SELECT sampled_at, pending, due, leased, expired_leases, oldest_due_age_seconds, by_rail,
+            estimated
+       FROM public.outbox_queue_sample($1${exactPages === undefined ? '' : ', $2'})`,
+    exactPages === undefined ? [maxAgeMs] : [maxAgeMs, exactPages],
   );
   const row = rows[0];
   if (!row) return null;
@@ -361,6 +370,7 @@ export async function outboxQueueSample(
       due: Number(rail.due),
       oldestDueAgeSeconds: rail.oldest_due_age_seconds,
     })),
+    estimated: row.estimated,
   };
 }
 

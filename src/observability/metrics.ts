@@ -99,6 +99,7 @@ export class RelayerMetrics {
   private readonly queueExpiredLeases: Gauge;
   private readonly queueOldestDueAge: Gauge;
   private readonly queueStatsTimestamp: Gauge;
+  private readonly queueSampleEstimated: Gauge;
   private readonly railQueueDue: Gauge<'rail'>;
   private readonly railQueueOldestDueAge: Gauge<'rail'>;
   private readonly dispatchPaused: Gauge<'scope'>;
@@ -216,6 +217,11 @@ export class RelayerMetrics {
     this.queueStatsTimestamp = new Gauge({
       name: `${PREFIX}queue_stats_timestamp_seconds`,
       help: 'Unix time of the last queue sample; a stale value means the queue gauges are stale too.',
+      registers,
+    });
+    this.queueSampleEstimated = new Gauge({
+      name: `${PREFIX}queue_sample_estimated`,
+      help: '1 when the last queue sample estimated the larger counts (a queue past the sample bound, 0043), 0 when every count is exact.',
       registers,
     });
     this.railQueueDue = new Gauge({
@@ -410,6 +416,10 @@ export class RelayerMetrics {
     this.queueExpiredLeases.set(stats.expiredLeases);
     this.queueOldestDueAge.set(stats.oldestDueAgeSeconds ?? 0);
     this.queueStatsTimestamp.set(this.clock() / 1000);
+  }
+
+  setQueueSampleEstimated(estimated: boolean): void {
+    this.queueSampleEstimated.set(estimated ? 1 : 0);
   }
 
   /**

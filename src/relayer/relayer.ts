@@ -395,8 +395,9 @@ export class Relayer {
   }
 
   private async sampleQueue(): Promise<void> {
-    // The fleet shares one sample per interval (0031): at most one worker scans the queue,
-    // the others read the stored row. A little under the interval, so each worker's tick
+    // The fleet shares one sample per interval (0031): at most one worker counts the queue
+    // (exactly while it is small, an estimate of bounded cost once it is large: 0043), the
+    // others read the stored row. A little under the interval, so each worker's tick
     // sees a sample no older than one interval.
     const maxAgeMs = Math.floor(this.options.queueStatsIntervalMs * 0.9);
     const sample = await outboxQueueSample(this.options.pool, maxAgeMs);
@@ -408,6 +409,7 @@ export class Relayer {
     if (sample) {
       this.options.metrics.setQueueStats(sample.stats);
       this.options.metrics.setRailQueueStats(sample.byRail);
+      this.options.metrics.setQueueSampleEstimated(sample.estimated);
     }
     this.options.metrics.setPauses(pauses);
     this.options.metrics.setRailControls(railControls);

@@ -89,7 +89,7 @@ describe('schema shape the invariants rely on', () => {
       'outbox_current_limits()',
       'outbox_failed_items(text,text,integer)',
       'outbox_next_attempt_at()',
-      'outbox_queue_sample(integer)',
+      'outbox_queue_sample(integer,integer)',
       'outbox_queue_stats()',
       'outbox_queue_stats_by_rail()',
       'outbox_rail_overview()',
@@ -120,10 +120,11 @@ describe('schema shape the invariants rely on', () => {
     const definers = rows.filter((row) => row.definer);
     expect(definers.map((row) => row.name)).toEqual(declared);
     // search_path pinned, and nothing else but the planner settings a migration gave on
-    // purpose (0037, 0040: they read the queue in index order even without statistics).
+    // purpose (0037, 0040, 0043: they read the queue in index order even without statistics).
     const plannerSettings: Record<string, string[]> = {
       'claim_outbox_batch(integer,text,integer,text[])': ['enable_sort=off'],
       'outbox_next_attempt_at()': ['enable_sort=off'],
+      'outbox_queue_sample(integer,integer)': ['enable_sort=off', 'enable_seqscan=off'],
     };
     expect(
       definers

@@ -125,7 +125,7 @@ const EXECUTABLE_BY: Record<(typeof RUNTIME_ROLES)[number], string[]> = {
     'outbox_active_pauses()',
     'outbox_current_limits()',
     'outbox_next_attempt_at()',
-    'outbox_queue_sample(integer)',
+    'outbox_queue_sample(integer,integer)',
     'outbox_queue_stats()',
     'outbox_queue_stats_by_rail()',
     'outbox_rail_overview()',

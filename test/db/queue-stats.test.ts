@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import {
   claimOutboxBatch,
   outboxNextAttemptAt,
@@ -11,6 +11,7 @@ import {
   enqueueItems,
   expireLeases,
   outboxTestBed,
+  queueBulk,
 } from '../support/outbox-fixtures.ts';
 import { connectAs } from '../support/role-boundaries.ts';
 import { expectSqlState } from '../support/sqlstate.ts';
@@ -173,9 +174,99 @@ describe('outbox_queue_sample', () => {
     }
   });
 
-  it('refuses a max age outside 0..3600000 ms (22023); only the executor may call it (42501)', async () => {
+  it('INV-QUEUE-SAMPLE-BOUNDED: past its bound the sample reads no more of the queue at 120,000 rows than at 60,000, is exact for small rails and oldest ages, scales large counts from a block sample, and says it estimated', async () => {
+    await db.owner.query(
+      'ALTER TABLE public.payment_outbox_pending SET (autovacuum_enabled = false)',
+    );
+    onTestFinished(async () => {
+      await db.owner.query('ALTER TABLE public.payment_outbox_pending RESET (autovacuum_enabled)');
+    });
+    await queueBulk(db.owner, 50_000, { railType: 'bulk', secondsFromNow: -3600 });
+    await queueBulk(db.owner, 10_000, { railType: 'bulk', secondsFromNow: 3600 });
+    const card = await enqueueItems(db.owner, 3, { railType: 'card' });
+    await scheduleAt(card[2]!, 600);
+    const leased = await claimOutboxBatch(db.owner, {
+      batchSize: 5,
+      workerId: 'w',
+      leaseSeconds: 60,
+      railTypes: ['bulk'],
+    });
+    expect(leased).toHaveLength(5);
+
+    /** A new sample, the queue rows and index entries it read, and the exact scans, at one now(). */
+    const sampleOnce = async (exactPages?: number) => {
+      // Rows read by scans and fetched through indexes (an index-only scan fetches each row
+      // too while the visibility map is unset: autovacuum is off for this test), as a
+      // difference: the counters may still hold earlier transactions' reads, not yet flushed.
+      const rowsRead = async () => {
+        const { rows } = await executor.query<{ read: string }>(
+          `SELECT seq_tup_read + COALESCE(idx_tup_fetch, 0) AS read
+             FROM pg_stat_xact_user_tables
+            WHERE relid = 'public.payment_outbox_pending'::regclass`,
+        );
+        return Number(rows[0]?.read);
+      };
+      await executor.query('BEGIN');
+      try {
+        const before = await rowsRead();
+        const sample = await outboxQueueSample(executor, 0, exactPages);
+        const read = (await rowsRead()) - before;
+        const stats = await outboxQueueStats(executor);
+        const byRail = await outboxQueueStatsByRail(executor);
+        return { sample, read, stats, byRail };
+      } finally {
+        await executor.query('COMMIT');
+      }
+    };
+
+    // Within the default bound (2,000 heap pages; 60,000 rows are about half that): exact.
+    const small = await sampleOnce();
+    expect(small.sample?.estimated).toBe(false);
+    expect(small.sample?.stats).toEqual(small.stats);
+    expect(small.sample?.byRail).toEqual(small.byRail);
+
+    // Past the bound (forced here with a bound of 0 pages), at 60,000 and at 120,000 rows.
+    const at60k = await sampleOnce(0);
+    await queueBulk(db.owner, 60_000, { railType: 'bulk', secondsFromNow: -1800 });
+    const at120k = await sampleOnce(0);
+    const exactAt120k = await sampleOnce(1_000_000);
+    expect(exactAt120k.sample?.estimated).toBe(false);
+    // The exact count reads every unleased entry; the estimate a bounded prefix per rail and
+    // about 300 heap pages, however long the queue grows.
+    expect(exactAt120k.read).toBeGreaterThanOrEqual(115_000);
+    expect(at120k.read).toBeLessThan(1.1 * at60k.read);
+    expect(at120k.read).toBeLessThan(exactAt120k.read);
+
+    for (const { sample, stats, byRail } of [at60k, at120k]) {
+      expect(sample?.estimated).toBe(true);
+      // Exact: leases (from the lease index), the small rail, and every oldest due age.
+      expect(sample?.stats.leased).toBe(5);
+      expect(sample?.stats.expiredLeases).toBe(0);
+      expect(sample?.stats.oldestDueAgeSeconds).toBe(stats.oldestDueAgeSeconds);
+      const cardSample = sample?.byRail.find((rail) => rail.railType === 'card');
+      expect(cardSample).toEqual(byRail.find((rail) => rail.railType === 'card'));
+      expect(cardSample).toMatchObject({ pending: 3, due: 2 });
+      // Estimated: the large rail's counts, within a quarter of the truth (the block sample
+      // reads about 300 of 1,100-2,200 heap pages; its standard error is some 5 %).
+      const bulkSample = sample?.byRail.find((rail) => rail.railType === 'bulk');
+      const bulkExact = byRail.find((rail) => rail.railType === 'bulk');
+      if (!bulkSample || !bulkExact) throw new Error('the bulk rail is missing from a sample');
+      expect(bulkSample.oldestDueAgeSeconds).toBe(bulkExact.oldestDueAgeSeconds);
+      for (const figure of ['pending', 'due'] as const) {
+        expect(bulkSample[figure]).toBeGreaterThan(0.75 * bulkExact[figure]);
+        expect(bulkSample[figure]).toBeLessThan(1.25 * bulkExact[figure]);
+      }
+      expect(sample?.stats.pending).toBe(
+        sample?.byRail.reduce((sum, rail) => sum + rail.pending, 0),
+      );
+    }
+  });
+
+  it('refuses a max age outside 0..3600000 ms or an exact bound outside 0..1000000 pages (22023); only the executor may call it (42501)', async () => {
     await expectSqlState(outboxQueueSample(executor, -1), '22023');
     await expectSqlState(outboxQueueSample(executor, 3_600_001), '22023');
+    await expectSqlState(outboxQueueSample(executor, 0, -1), '22023');
+    await expectSqlState(outboxQueueSample(executor, 0, 1_000_001), '22023');
     await expectSqlState(outboxQueueSample(readonly, 0), '42501');
     await expectSqlState(outboxQueueSample(ingest, 0), '42501');
   });

@@ -22,6 +22,7 @@ const EXPECTED_METRICS: Record<string, 'counter' | 'gauge' | 'histogram'> = {
   symphony_relay_queue_expired_leases: 'gauge',
   symphony_relay_queue_oldest_due_age_seconds: 'gauge',
   symphony_relay_queue_stats_timestamp_seconds: 'gauge',
+  symphony_relay_queue_sample_estimated: 'gauge',
   symphony_relay_queue_rail_due: 'gauge',
   symphony_relay_queue_rail_oldest_due_age_seconds: 'gauge',
   symphony_relay_dispatch_paused: 'gauge',
@@ -226,6 +227,15 @@ describe('RelayerMetrics', () => {
     expect(series.get('symphony_relay_queue_oldest_due_age_seconds')).toBe(0);
     expect(series.get('symphony_relay_worker_up')).toBe(0);
     expect(series.get('symphony_relay_listener_connected')).toBe(0);
+  });
+
+  it('says whether the last queue sample estimated its larger counts (1) or counted exactly (0)', async () => {
+    const metrics = new RelayerMetrics();
+    expect(samples(await metrics.text()).get('symphony_relay_queue_sample_estimated')).toBe(0);
+    metrics.setQueueSampleEstimated(true);
+    expect(samples(await metrics.text()).get('symphony_relay_queue_sample_estimated')).toBe(1);
+    metrics.setQueueSampleEstimated(false);
+    expect(samples(await metrics.text()).get('symphony_relay_queue_sample_estimated')).toBe(0);
   });
 
   it('exports zero-valued series for every configured rail before the first event', async () => {

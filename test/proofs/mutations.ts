@@ -359,7 +359,7 @@ END;`,
     row: 'INV-QUEUE-SAMPLE-SHARED',
     removes: 'the advisory try-lock: every caller retakes a stale sample',
     sql: rewriteFunction(
-      'outbox_queue_sample(integer)',
+      'outbox_queue_sample(integer,integer)',
       'AND pg_try_advisory_xact_lock(7031, 1)',
       'AND true',
     ),
@@ -368,9 +368,18 @@ END;`,
     row: 'INV-QUEUE-SAMPLE-EXACT',
     removes: "0042's leased rows in the sample's pending count (only the due index's rows counted)",
     sql: rewriteFunction(
-      'outbox_queue_sample(integer)',
+      'outbox_queue_sample(integer,integer)',
       'COALESCE(u.pending, 0) + COALESCE(l.leased, 0) AS pending',
       'COALESCE(u.pending, 0) AS pending',
+    ),
+  },
+  {
+    row: 'INV-QUEUE-SAMPLE-BOUNDED',
+    removes: "0043's bound: the sample counts every unleased row exactly at any queue size",
+    sql: rewriteFunction(
+      'outbox_queue_sample(integer,integer)',
+      'v_estimate := v_pages > p_exact_pages;',
+      'v_estimate := false;',
     ),
   },
   {

@@ -102,6 +102,34 @@ export async function expireLeases(owner: Queryable, outboxIds: readonly string[
   );
 }
 
+/**
+ * Queues `count` unleased items of one rail straight into the item record and the queue, in
+ * one statement (owner only): 100,000 in a second or two, where the enqueue functions take
+ * far longer. Each is due `secondsFromNow` from now (negative: due that long ago).
+ */
+export async function queueBulk(
+  owner: Queryable,
+  count: number,
+  options: { railType: string; secondsFromNow: number; prefix?: string },
+): Promise<void> {
+  await owner.query(
+    `WITH items AS (
+       INSERT INTO public.payment_outbox_items
+         (outbox_id, instruction_id, participant_id, sequence_id, idempotency_key, rail_type,
+          payload, payload_sha256)
+       SELECT uuidv7(), $1 || '-' || g, $1 || '-participant-' || (g % 50), g, $1 || '-key-' || g,
+              $2, '{}'::jsonb, repeat('0', 64)
+         FROM generate_series(1, $3::int) AS g
+       RETURNING outbox_id, participant_id, sequence_id, rail_type
+     )
+     INSERT INTO public.payment_outbox_pending
+       (outbox_id, participant_id, sequence_id, rail_type, next_attempt_at)
+     SELECT outbox_id, participant_id, sequence_id, rail_type, now() + $4 * interval '1 second'
+       FROM items`,
+    [options.prefix ?? uniquePrefix('bulk'), options.railType, count, options.secondsFromNow],
+  );
+}
+
 /** Makes scheduled (unleased) items due now, as if their retry delay had passed. */
 export async function makeDue(owner: Queryable, outboxIds: readonly string[]): Promise<void> {
   await owner.query(
