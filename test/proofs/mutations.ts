@@ -696,8 +696,8 @@ END;`,
     removes: 'the advisory locks of the batch enqueue',
     sql: rewriteFunction(
       ENQUEUE_BATCH,
-      "PERFORM public.schema_xact_lock('idempotency key', v_lock_key);",
-      'NULL;',
+      'IF NOT pg_try_advisory_xact_lock(v_lock_key) THEN',
+      'IF false THEN',
     ),
   },
   {
