@@ -809,9 +809,6 @@ async function latencySection(bench: Bench): Promise<void> {
           (n) => `${name}_warm-key-${n}`,
         );
         await waitForArrivals(rail.arrivals, warm);
-        // Like every measured case: after a checkpoint, with no autovacuum worker running
-        // (the drains before this section leave dead rows that autovacuum cleans up).
-        await untilQuiet();
         const total = await paced(
           perSecond,
           LATENCY_SECONDS,
@@ -873,7 +870,6 @@ async function latencySection(bench: Bench): Promise<void> {
           warmKey,
         );
         await waitForArrivals(peerRail.arrivals, warm);
-        await untilQuiet();
         const total = await paced(
           perSecond,
           LATENCY_SECONDS,
