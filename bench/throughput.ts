@@ -1,6 +1,8 @@
 /**
  * The relayer against graphile-worker 0.17 on this machine, side by side in one run, on one
- * embedded PostgreSQL 18 (started here in a temp dir, default settings, one database per case):
+ * embedded PostgreSQL 18 (started here in a temp dir, default settings, one database per case,
+ * dropped once its figures are taken; each figure says in how many 100 ms samples of its
+ * measurement an autovacuum worker ran):
  *
  *   enqueue   N items: enqueue_payment_outbox one call each vs graphile_worker.add_job, and
  *             enqueue_payment_outbox_batch vs add_jobs, in chunks of 500 (8 connections each)
@@ -121,6 +123,8 @@ interface Row {
   value: number;
   unit: string;
   load: string;
+  /** Share of the case's 100 ms samples in which an autovacuum worker ran (any database). */
+  autovacuum: string;
 }
 
 const rows: Row[] = [];
@@ -130,8 +134,19 @@ const loadNow = () =>
     .map((value) => value.toFixed(1))
     .join(' ');
 
+/**
+ * Whether the server did background work while a case was measured: set by main to sample
+ * pg_stat_activity every 100 ms. A case calls `measuring()` when its measurement starts.
+ */
+const background = { samples: 0, autovacuum: 0, since: { samples: 0, autovacuum: 0 } };
+const measuring = () => {
+  background.since = { samples: background.samples, autovacuum: background.autovacuum };
+};
+const autovacuumShare = () =>
+  `${background.autovacuum - background.since.autovacuum} of ${background.samples - background.since.samples}`;
+
 function record(section: string, name: string, value: number, unit: string): number {
-  rows.push({ section, name, value, unit, load: loadNow() });
+  rows.push({ section, name, value, unit, load: loadNow(), autovacuum: autovacuumShare() });
   console.error(`  ${name}: ${value.toFixed(unit === 'items/s' ? 0 : 2)} ${unit}`);
   return value;
 }
@@ -144,6 +159,7 @@ let untilQuiet: () => Promise<void> = async () => {};
 
 async function rate(section: string, name: string, items: number, work: () => Promise<unknown>) {
   await untilQuiet();
+  measuring();
   const started = process.hrtime.bigint();
   await work();
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
@@ -203,6 +219,11 @@ interface Bench {
   graphile(name: string): Promise<string>;
   /** URL of the executor login on a database. */
   relayerUrl(name: string): string;
+  /**
+   * Drops a case's database once its figures are taken (its pools ended first), so that its
+   * autovacuum and dirty pages do not land in a later case's measurement.
+   */
+  retire(name: string): Promise<void>;
 }
 
 async function main(): Promise<void> {
@@ -229,7 +250,20 @@ async function main(): Promise<void> {
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   };
-  const pools: pg.Pool[] = [];
+  const pools = new Map<string, pg.Pool>();
+  const sampler = new pg.Client({ connectionString: server.adminUrl });
+  await sampler.connect();
+  const sampling = setInterval(() => {
+    sampler
+      .query<{ running: number }>(
+        `SELECT count(*)::int AS running FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'`,
+      )
+      .then(({ rows: [row] }) => {
+        background.samples += 1;
+        if ((row?.running ?? 0) > 0) background.autovacuum += 1;
+      })
+      .catch(() => {});
+  }, 100);
   const urlOf = (database: string) => server.adminUrl.replace(/\/postgres$/, `/${database}`);
   const password = randomBytes(12).toString('hex');
   const bench: Bench = {
@@ -239,7 +273,7 @@ async function main(): Promise<void> {
       await admin.query(`CREATE DATABASE ${name}`);
       await migrate(urlOf(name));
       const pool = new pg.Pool({ connectionString: urlOf(name), max: ENQUEUE_CONNECTIONS + 2 });
-      pools.push(pool);
+      pools.set(name, pool);
       await seedPolicy(pool, { file: POLICY_FILE });
       return pool;
     },
@@ -257,6 +291,21 @@ async function main(): Promise<void> {
       url.password = password;
       return url.toString();
     },
+    async retire(name) {
+      await pools.get(name)?.end();
+      pools.delete(name);
+      // A pool's end() resolves before its sockets close: wait for the backends to go, so
+      // that FORCE terminates none that a client here would still hear from.
+      for (const deadline = Date.now() + 10_000; Date.now() < deadline;) {
+        const { rows } = await admin.query<{ connected: number }>(
+          'SELECT count(*)::int AS connected FROM pg_stat_activity WHERE datname = $1',
+          [name],
+        );
+        if (rows[0]?.connected === 0) break;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      await admin.query(`DROP DATABASE ${name} WITH (FORCE)`);
+    },
   };
   try {
     // Roles are cluster-wide (created by the first migration); one executor login serves all.
@@ -269,7 +318,9 @@ async function main(): Promise<void> {
     if (SECTIONS.has('scale')) await scaleSection(bench);
     printTable();
   } finally {
-    await Promise.all(pools.map((pool) => pool.end()));
+    clearInterval(sampling);
+    await Promise.all([...pools.values()].map((pool) => pool.end()));
+    await sampler.end();
     await admin.end();
     await server.stop();
   }
@@ -283,6 +334,7 @@ async function enqueueSection(bench: Bench): Promise<void> {
       enqueuePaymentOutbox(client, one),
     ),
   );
+  await bench.retire('bench_enqueue_single');
   const batch = await bench.symphony('bench_enqueue_batch');
   await rate('enqueue', `relayer enqueue, batches of ${ENQUEUE_CHUNK}`, ITEMS, () =>
     fanOut(
@@ -292,18 +344,11 @@ async function enqueueSection(bench: Bench): Promise<void> {
       (client, chunk) => enqueuePaymentOutboxBatch(client, chunk),
     ),
   );
-  const graphileSingle = new pg.Pool({
-    connectionString: await bench.graphile('bench_graphile_add_job'),
-    max: ENQUEUE_CONNECTIONS,
-  });
-  const graphileBatch = new pg.Pool({
-    connectionString: await bench.graphile('bench_graphile_add_jobs'),
-    max: ENQUEUE_CONNECTIONS,
-  });
-  try {
-    await rate('enqueue', 'graphile-worker add_job with job_key, one call per job', ITEMS, () =>
+  await bench.retire('bench_enqueue_batch');
+  await graphileEnqueue(bench, 'bench_graphile_add_job', (pool) =>
+    rate('enqueue', 'graphile-worker add_job with job_key, one call per job', ITEMS, () =>
       fanOut(
-        graphileSingle,
+        pool,
         ENQUEUE_CONNECTIONS,
         Array.from({ length: ITEMS }, (_, n) => n),
         (client, n) =>
@@ -312,14 +357,16 @@ async function enqueueSection(bench: Bench): Promise<void> {
             `single-key-${n}`,
           ]),
       ),
-    );
-    await rate(
+    ),
+  );
+  await graphileEnqueue(bench, 'bench_graphile_add_jobs', (pool) =>
+    rate(
       'enqueue',
       `graphile-worker add_jobs with job_key, batches of ${ENQUEUE_CHUNK}`,
       ITEMS,
       () =>
         fanOut(
-          graphileBatch,
+          pool,
           ENQUEUE_CONNECTIONS,
           chunks(
             Array.from({ length: ITEMS }, (_, n) => n),
@@ -328,17 +375,32 @@ async function enqueueSection(bench: Bench): Promise<void> {
           (client, chunk) =>
             client.query(
               `SELECT graphile_worker.add_jobs(array_agg(
-               ROW('noop', json_build_object('amount', '10.00', 'currency', 'ZMW', 'n', n),
-                   null, null, null, 'batch-key-' || n, null, null)::graphile_worker.job_spec))
-               FROM unnest($1::int[]) AS n`,
+             ROW('noop', json_build_object('amount', '10.00', 'currency', 'ZMW', 'n', n),
+                 null, null, null, 'batch-key-' || n, null, null)::graphile_worker.job_spec))
+             FROM unnest($1::int[]) AS n`,
               [chunk],
             ),
         ),
-    );
+    ),
+  );
+}
+
+/** A graphile-worker database, a producer pool on it for `work`, then the database retired. */
+async function graphileEnqueue(
+  bench: Bench,
+  database: string,
+  work: (pool: pg.Pool) => Promise<unknown>,
+): Promise<void> {
+  const pool = new pg.Pool({
+    connectionString: await bench.graphile(database),
+    max: ENQUEUE_CONNECTIONS,
+  });
+  try {
+    await work(pool);
   } finally {
-    await graphileSingle.end();
-    await graphileBatch.end();
+    await pool.end();
   }
+  await bench.retire(database);
 }
 
 /**
@@ -528,6 +590,7 @@ async function drainSection(bench: Bench): Promise<void> {
     );
     await assertAllDispatched(pool, ITEMS);
     if (mode.key === 'defaults') await statementTimes(bench, name, 'relayer defaults', ITEMS);
+    await bench.retire(name);
   }
 
   // The relayer's own SQL with nothing around it: the ceiling the pipeline is measured against.
@@ -578,6 +641,7 @@ async function drainSection(bench: Bench): Promise<void> {
   }
   await assertAllDispatched(pool, ITEMS);
   await statementTimes(bench, name, 'relayer SQL alone', ITEMS);
+  await bench.retire(name);
 
   for (const [label, options] of [
     [
@@ -586,9 +650,8 @@ async function drainSection(bench: Bench): Promise<void> {
     ],
     ['graphile-worker drain, defaults (concurrency 1)', GRAPHILE_DEFAULTS],
   ] as const) {
-    const connectionString = await bench.graphile(
-      `bench_graphile_drain_${options === GRAPHILE_TUNED ? 'tuned' : 'defaults'}`,
-    );
+    const database = `bench_graphile_drain_${options === GRAPHILE_TUNED ? 'tuned' : 'defaults'}`;
+    const connectionString = await bench.graphile(database);
     const { makeWorkerUtils } = await import('graphile-worker');
     const utils = await makeWorkerUtils({ connectionString });
     for (const chunk of chunks(
@@ -598,7 +661,6 @@ async function drainSection(bench: Bench): Promise<void> {
       await utils.addJobs(chunk.map((n) => ({ identifier: 'noop', payload: { n } })));
     }
     await utils.release();
-    const database = `bench_graphile_drain_${options === GRAPHILE_TUNED ? 'tuned' : 'defaults'}`;
     const meter = await cpuMeter(bench, database);
     await rate('drain', label, ITEMS, () =>
       graphileRun(
@@ -614,6 +676,7 @@ async function drainSection(bench: Bench): Promise<void> {
           ),
       ),
     );
+    await bench.retire(database);
   }
 }
 
@@ -715,6 +778,7 @@ async function rssSection(bench: Bench): Promise<void> {
       await exited;
     }
     await assertAllDispatched(pool, ITEMS);
+    await bench.retire(name);
   }
 }
 
@@ -809,6 +873,7 @@ async function latencySection(bench: Bench): Promise<void> {
           (n) => `${name}_warm-key-${n}`,
         );
         await waitForArrivals(rail.arrivals, warm);
+        measuring();
         const total = await paced(
           perSecond,
           LATENCY_SECONDS,
@@ -823,6 +888,7 @@ async function latencySection(bench: Bench): Promise<void> {
       const sorted = latencies(sentAt, rail.arrivals);
       record('latency', `relayer defaults, ${perSecond}/s, p50`, percentile(sorted, 50), 'ms');
       record('latency', `relayer defaults, ${perSecond}/s, p99`, percentile(sorted, 99), 'ms');
+      await bench.retire(name);
     } finally {
       await rail.close();
     }
@@ -870,6 +936,7 @@ async function latencySection(bench: Bench): Promise<void> {
           warmKey,
         );
         await waitForArrivals(peerRail.arrivals, warm);
+        measuring();
         const total = await paced(
           perSecond,
           LATENCY_SECONDS,
@@ -886,6 +953,7 @@ async function latencySection(bench: Bench): Promise<void> {
       const sorted = latencies(sentAt, peerRail.arrivals);
       record('latency', `graphile-worker tuned, ${perSecond}/s, p50`, percentile(sorted, 50), 'ms');
       record('latency', `graphile-worker tuned, ${perSecond}/s, p99`, percentile(sorted, 99), 'ms');
+      await bench.retire(`bench_graphile_latency_${perSecond}`);
     } finally {
       await peerRail.close();
     }
@@ -970,6 +1038,7 @@ async function scaleSection(bench: Bench): Promise<void> {
   const base = await rate('scale', `relayer drain at defaults, N due, nothing else`, ITEMS, () =>
     drainWithRuntime(bench, 'bench_scale_small', {}, outcomesRecorded(ITEMS)),
   );
+  await bench.retire('bench_scale_small');
 
   const future = await bench.symphony('bench_scale_future');
   await bulkRows(future, 'future', LARGE, '1 day');
@@ -985,6 +1054,8 @@ async function scaleSection(bench: Bench): Promise<void> {
     ITEMS,
     () => drainWithRuntime(bench, 'bench_scale_future', {}, outcomesRecorded(ITEMS)),
   );
+  await recordClaimScans(bench, 'bench_scale_future', `${LARGE} not yet due`);
+  await bench.retire('bench_scale_future');
 
   const due = await bench.symphony('bench_scale_due');
   await bulkRows(due, 'due', LARGE, '-1 minute', async () => {
@@ -1016,19 +1087,7 @@ async function scaleSection(bench: Bench): Promise<void> {
   );
   record('scale', `ratio: ${LARGE} not yet due / nothing else`, withFuture / base, 'x');
   record('scale', `ratio: ${LARGE} due / nothing else`, withDue / base, 'x');
-  await heldBackCase(bench);
-  for (const [database, rowsLabel] of [
-    ['bench_scale_future', `${LARGE} not yet due`],
-    ['bench_scale_due', `${LARGE} due`],
-  ] as const) {
-    const plans = await claimPlanCounts(bench, database);
-    record(
-      'scale',
-      `claim of 256 with ${rowsLabel}: sequential or bitmap scans of the queue or item record in ${plans.statements} planned statements (auto_explain, 6 calls)`,
-      plans.fullReads,
-      'scans',
-    );
-  }
+  await recordClaimScans(bench, 'bench_scale_due', `${LARGE} due`);
 
   const executor = new pg.Pool({
     connectionString: bench.relayerUrl('bench_scale_due'),
@@ -1066,6 +1125,19 @@ async function scaleSection(bench: Bench): Promise<void> {
   } finally {
     await executor.end();
   }
+  await bench.retire('bench_scale_due');
+  await heldBackCase(bench);
+}
+
+/** Records whether any statement of a claim of 256 read the whole queue or item record. */
+async function recordClaimScans(bench: Bench, database: string, rowsLabel: string) {
+  const plans = await claimPlanCounts(bench, database);
+  record(
+    'scale',
+    `claim of 256 with ${rowsLabel}: sequential or bitmap scans of the queue or item record in ${plans.statements} planned statements (auto_explain, 6 calls)`,
+    plans.fullReads,
+    'scans',
+  );
 }
 
 /**
@@ -1096,6 +1168,7 @@ async function heldBackCase(bench: Bench): Promise<void> {
         outcomesRecorded(ITEMS),
       ),
   );
+  await bench.retire('bench_scale_held');
 
   const connectionString = await bench.graphile('bench_graphile_scale_held');
   const peer = new pg.Pool({ connectionString, max: 1 });
@@ -1125,6 +1198,7 @@ async function heldBackCase(bench: Bench): Promise<void> {
     ITEMS,
     () => graphileRun(connectionString, GRAPHILE_TUNED, ITEMS, async () => {}),
   );
+  await bench.retire('bench_graphile_scale_held');
   record(
     'scale',
     `ratio: relayer / graphile-worker, N behind ${LARGE} held back`,
@@ -1144,11 +1218,11 @@ function printTable(): void {
   const sqlAlone = `relayer SQL alone, ${SQL_CLIENTS} clients x claim+complete ${SQL_BATCH}`;
   const lines = [
     '',
-    `| section | measurement (N = ${ITEMS}, L = ${LARGE}) | value | load (1/5/15 min) |`,
-    '| --- | --- | ---: | --- |',
+    `| section | measurement (N = ${ITEMS}, L = ${LARGE}) | value | load (1/5/15 min) | autovacuum running (100 ms samples) |`,
+    '| --- | --- | ---: | --- | --- |',
     ...rows.map(
       (row) =>
-        `| ${row.section} | ${row.name} | ${row.value.toFixed(row.unit === 'items/s' ? 0 : 2)} ${row.unit} | ${row.load} |`,
+        `| ${row.section} | ${row.name} | ${row.value.toFixed(row.unit === 'items/s' ? 0 : 2)} ${row.unit} | ${row.load} | ${row.autovacuum} |`,
     ),
     '',
     '| ratio | value |',
