@@ -258,6 +258,21 @@ interface Bench {
   retire(name: string): Promise<void>;
 }
 
+/** Checks every `everyMs` until `done` says so or `timeoutMs` has passed (then goes on anyway). */
+async function pollUntil(done: () => Promise<boolean>, timeoutMs: number, everyMs: number) {
+  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline;) {
+    if (await done()) return;
+    await new Promise((resolve) => setTimeout(resolve, everyMs));
+  }
+}
+
+async function autovacuumWorkers(client: pg.Client): Promise<number> {
+  const { rows } = await client.query<{ running: number }>(
+    `SELECT count(*)::int AS running FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'`,
+  );
+  return rows[0]?.running ?? 0;
+}
+
 async function main(): Promise<void> {
   console.error(`starting embedded PostgreSQL 18 (N = ${ITEMS}, L = ${LARGE})`);
   const server = await startEmbeddedPostgres({
@@ -274,25 +289,16 @@ async function main(): Promise<void> {
   await admin.connect();
   untilQuiet = async () => {
     await admin.query('CHECKPOINT');
-    for (const deadline = Date.now() + 60_000; Date.now() < deadline;) {
-      const { rows } = await admin.query<{ running: number }>(
-        `SELECT count(*)::int AS running FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'`,
-      );
-      if (rows[0]?.running === 0) return;
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
+    await pollUntil(async () => (await autovacuumWorkers(admin)) === 0, 60_000, 100);
   };
   const pools = new Map<string, pg.Pool>();
   const sampler = new pg.Client({ connectionString: server.adminUrl });
   await sampler.connect();
   const sampling = setInterval(() => {
-    sampler
-      .query<{ running: number }>(
-        `SELECT count(*)::int AS running FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'`,
-      )
-      .then(({ rows: [row] }) => {
+    autovacuumWorkers(sampler)
+      .then((running) => {
         background.samples += 1;
-        if ((row?.running ?? 0) > 0) background.autovacuum += 1;
+        if (running > 0) background.autovacuum += 1;
       })
       .catch(() => {});
   }, 100);
@@ -328,14 +334,17 @@ async function main(): Promise<void> {
       pools.delete(name);
       // A pool's end() resolves before its sockets close: wait for the backends to go, so
       // that FORCE terminates none that a client here would still hear from.
-      for (const deadline = Date.now() + 10_000; Date.now() < deadline;) {
-        const { rows } = await admin.query<{ connected: number }>(
-          'SELECT count(*)::int AS connected FROM pg_stat_activity WHERE datname = $1',
-          [name],
-        );
-        if (rows[0]?.connected === 0) break;
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
+      await pollUntil(
+        async () => {
+          const { rows } = await admin.query<{ connected: number }>(
+            'SELECT count(*)::int AS connected FROM pg_stat_activity WHERE datname = $1',
+            [name],
+          );
+          return rows[0]?.connected === 0;
+        },
+        10_000,
+        20,
+      );
       await admin.query(`DROP DATABASE ${name} WITH (FORCE)`);
     },
   };
