@@ -34,16 +34,20 @@ export interface RuntimeOptions {
   adapters?: Record<string, RailAdapter>;
 }
 
-/** Connections beyond claims and completions: repair, and the queue-stats sample. */
-const BACKGROUND_CONNECTIONS = 2;
+/**
+ * Connections beyond claims and completions, shared by the repair and the queue sample (each
+ * a statement or two, once per interval). One each cost every start 35-44 ms of CPU for a
+ * connection idle almost all the time (issue 9).
+ */
+const BACKGROUND_CONNECTIONS = 1;
 /** Per-item completions (batching off) are short transactions; more only add contention. */
 const MAX_SINGLE_COMPLETION_CONNECTIONS = 16;
 
 /**
  * Pool connections one relayer opens at most (plus one LISTEN connection unless poll-only):
  * a connection per claim in flight, per completion batch in flight (per completion when
- * batching is off, up to 16), and two for repair and the queue sample. Independent of
- * SYMPHONY_CONCURRENCY when batching is on: 2 + 2 + 2 = 6.
+ * batching is off, up to 16), and one for repair and the queue sample. Independent of
+ * SYMPHONY_CONCURRENCY when batching is on: 2 + 2 + 1 = 5.
  */
 export function relayerPoolSize(config: Pick<RelayerConfig, 'concurrency' | 'completionBatch'>) {
   const completions = config.completionBatch
@@ -81,14 +85,6 @@ export async function startRuntime(
     for (const stop of started.reverse()) await stop().catch(() => undefined);
   };
   try {
-    const identity = await assertActsAsRuntimeRole(databaseUrl, config.dbRole);
-    if (identity.statementTimeout === '0') {
-      log.warn(
-        { event: 'no_statement_timeout', login: identity.login },
-        `sessions of "${identity.login}" have no statement_timeout: a statement stuck behind a lock would hang a worker. ` +
-          `Set it with 'symphony-relay roles create-login --name ${identity.login}' (ALTER ROLE ... SET statement_timeout = '${EXECUTOR_STATEMENT_TIMEOUT}')`,
-      );
-    }
     const poolSize = relayerPoolSize(config);
     const pool = createPool({
       connectionString: databaseUrl,
@@ -98,6 +94,14 @@ export async function startRuntime(
     });
     logPoolTransitions(pool, log, 'relayer');
     started.push(() => pool.end());
+    const identity = await assertActsAsRuntimeRole(pool, databaseUrl, config.dbRole);
+    if (identity.statementTimeout === '0') {
+      log.warn(
+        { event: 'no_statement_timeout', login: identity.login },
+        `sessions of "${identity.login}" have no statement_timeout: a statement stuck behind a lock would hang a worker. ` +
+          `Set it with 'symphony-relay roles create-login --name ${identity.login}' (ALTER ROLE ... SET statement_timeout = '${EXECUTOR_STATEMENT_TIMEOUT}')`,
+      );
+    }
     const policy = await assertActivePolicy(pool).catch((error: unknown) => {
       if (error instanceof BootCheckError) throw error;
       throw new BootCheckError(

@@ -1,9 +1,8 @@
-import pg from 'pg';
 import { outboxCurrentLimits, type OutboxLimits } from '../db/outbox.ts';
 import { activePolicy } from '../db/policy.ts';
 import { describeConnectionFailure } from '../db/connection-failure.ts';
 import { isSqlState, SqlState } from '../db/errors.ts';
-import { CONNECT_TIMEOUT_MS, type Queryable } from '../db/pool.ts';
+import type { Queryable } from '../db/pool.ts';
 
 export class BootCheckError extends Error {
   constructor(message: string) {
@@ -19,39 +18,20 @@ export interface RuntimeIdentity {
 }
 
 /**
- * Fail closed unless a session of this login acts as the runtime role from its start. The
- * connection is made exactly as the pool makes its own (no startup parameters, so it works
- * through PgBouncer): the switch must come from the login's role-level default, which
- * `roles create-login` sets. Checked before anything else, so the message can say exactly
- * what to grant or set.
+ * Fail closed unless a session of this login acts as the runtime role from its start. Asked
+ * on the worker's own pool, so its first connection is the one checked, made exactly as the
+ * others (no startup parameters, so it works through PgBouncer): the switch must come from
+ * the login's role-level default, which `roles create-login` sets. A connection of its own
+ * for this one question cost every start 35-44 ms of CPU on the 2-core bench machine (issue
+ * 9). Checked before anything else, so the message can say exactly what to grant or set.
  */
 export async function assertActsAsRuntimeRole(
+  db: Queryable,
   connectionString: string,
   role: string,
 ): Promise<RuntimeIdentity> {
-  const client = new pg.Client({
-    connectionString,
-    application_name: 'symphony-relay boot check',
-    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
-  });
-  // A connection cut while idle (a restart, PgBouncer, a proxy) is reported as an 'error'
-  // event; without a listener it would crash the process. The query in flight, if any,
-  // rejects with it anyway.
-  client.on('error', () => undefined);
   try {
-    await client.connect();
-  } catch (error) {
-    await client.end().catch(() => undefined);
-    if (isSqlState(error, SqlState.InsufficientPrivilege)) {
-      throw new BootCheckError(
-        `the login in DATABASE_URL may not become the role its sessions are set to start as (${(error as Error).message}): ` +
-          `grant it with 'symphony-relay roles create-login --name <login>' (a member of ${role} only)`,
-      );
-    }
-    throw new BootCheckError(describeConnectionFailure(error, connectionString));
-  }
-  try {
-    const { rows } = await client.query<{
+    const { rows } = await db.query<{
       login: string;
       acting_as: string;
       member: boolean;
@@ -88,6 +68,12 @@ export async function assertActsAsRuntimeRole(
     return { login: row.login, statementTimeout: row.statement_timeout };
   } catch (error) {
     if (error instanceof BootCheckError) throw error;
+    if (isSqlState(error, SqlState.InsufficientPrivilege)) {
+      throw new BootCheckError(
+        `the login in DATABASE_URL may not become the role its sessions are set to start as (${(error as Error).message}): ` +
+          `grant it with 'symphony-relay roles create-login --name <login>' (a member of ${role} only)`,
+      );
+    }
     const code = (error as { code?: string }).code;
     if (code === '42704') {
       throw new BootCheckError(
@@ -97,8 +83,6 @@ export async function assertActsAsRuntimeRole(
     throw new BootCheckError(
       `the identity check failed: ${describeConnectionFailure(error, connectionString)}`,
     );
-  } finally {
-    await client.end().catch(() => undefined);
   }
 }
 

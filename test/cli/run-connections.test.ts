@@ -66,13 +66,13 @@ async function sampleBackends(
 
 describe('database connections per relayer process', () => {
   it.each([
-    // The README's figures: 6 pool connections (2 claims, 2 completion batches in flight,
-    // repair, the queue sample) plus one LISTEN connection, however many slots.
-    ['completion batches (the default), 1024 slots', 6, { SYMPHONY_CONCURRENCY: '1024' }],
-    // Per-item completions: min(slots, 16) + 4.
+    // The README's figures: 5 pool connections (2 claims, 2 completion batches in flight,
+    // one for repair and the queue sample) plus one LISTEN connection, however many slots.
+    ['completion batches (the default), 1024 slots', 5, { SYMPHONY_CONCURRENCY: '1024' }],
+    // Per-item completions: min(slots, 16) + 3.
     [
       'per-item completions, 1024 slots',
-      20,
+      19,
       { SYMPHONY_CONCURRENCY: '1024', SYMPHONY_COMPLETION_BATCH: 'false' },
     ],
   ])(
@@ -101,13 +101,9 @@ describe('database connections per relayer process', () => {
         expect(backends.most.get('symphony-relay listener')).toBe(1);
         expect(pool).toBe(poolBound);
         expect(backends.mostInAll).toBeLessThanOrEqual(poolBound + 1);
-        // Nothing else of the relayer's holds a connection (the boot check's is closed before
-        // the pool opens).
-        const known = [
-          'symphony-relay boot check',
-          'symphony-relay listener',
-          `symphony-relay ${workerId}`,
-        ];
+        // Nothing else of the relayer's holds a connection (the identity check runs on the
+        // pool's first connection).
+        const known = ['symphony-relay listener', `symphony-relay ${workerId}`];
         expect([...backends.most.keys()].filter((name) => !known.includes(name))).toEqual([]);
       } finally {
         relayer.child.kill('SIGTERM');
