@@ -28,6 +28,12 @@ export interface PoolStats {
   waitingCount: number;
 }
 
+/** What the dispatch slot gauges report. */
+export interface SlotCounts {
+  inFlight: number;
+  free: number;
+}
+
 export interface RelayerMetricsOptions {
   /** Reported as `symphony_relay_build_info{version}`; defaults to package.json's version. */
   version?: string;
@@ -88,8 +94,8 @@ export class RelayerMetrics {
   private readonly declaredErrorCodes = new Map<string, ReadonlySet<string>>();
   private readonly dispatchDuration: Histogram<'rail' | 'outcome'>;
   private readonly enqueueToDispatch: Histogram<'rail'>;
-  private readonly dispatchInFlight: Gauge;
-  private readonly dispatchSlotsFree: Gauge;
+  /** Read at scrape time while a dispatcher runs; otherwise the last setSlots values. */
+  private slotCounts: () => SlotCounts = () => ({ inFlight: 0, free: 0 });
   private readonly wakeups: Counter<'source'>;
   private readonly leasesRepaired: Counter;
   private readonly leasesReleased: Counter;
@@ -163,15 +169,24 @@ export class RelayerMetrics {
       buckets: ENQUEUE_TO_DISPATCH_BUCKETS,
       registers,
     });
-    this.dispatchInFlight = new Gauge({
+    // Read at scrape time: the slots change twice per item, and setting two gauges on every
+    // change was a cost of the hot path nobody looks at between scrapes (issue 9).
+    const slots = () => this.slotCounts();
+    new Gauge({
       name: `${PREFIX}dispatch_in_flight`,
       help: 'Dispatches currently running in this worker.',
       registers,
+      collect() {
+        this.set(slots().inFlight);
+      },
     });
-    this.dispatchSlotsFree = new Gauge({
+    new Gauge({
       name: `${PREFIX}dispatch_slots_free`,
       help: 'Dispatch slots free in this worker; the claimer never leases more than this.',
       registers,
+      collect() {
+        this.set(slots().free);
+      },
     });
     this.wakeups = new Counter({
       name: `${PREFIX}wakeups_total`,
@@ -396,9 +411,14 @@ export class RelayerMetrics {
     this.notificationsReceived.inc();
   }
 
+  /** Fixed slot counts (a worker not running: all free at start, none after stop). */
   setSlots(inFlight: number, free: number): void {
-    this.dispatchInFlight.set(inFlight);
-    this.dispatchSlotsFree.set(free);
+    this.slotCounts = () => ({ inFlight, free });
+  }
+
+  /** The slot gauges read `counts` on every scrape from now on. */
+  readSlotsFrom(counts: () => SlotCounts): void {
+    this.slotCounts = counts;
   }
 
   repaired(count: number): void {

@@ -2,7 +2,6 @@ import { setMaxListeners } from 'node:events';
 import pLimit, { type LimitFunction } from 'p-limit';
 import type { Logger } from 'pino';
 import type { ClaimedItem } from '../db/outbox.ts';
-import type { RelayerMetrics } from '../observability/metrics.ts';
 import { NO_TRACING, type Tracing } from '../observability/tracing.ts';
 import type { Span } from '@opentelemetry/api';
 import { dispatchSafely, type TimedDispatchOutcome } from '../rails/dispatch.ts';
@@ -16,7 +15,6 @@ export interface DispatcherOptions {
   rails: RailRegistry;
   completer: Completer;
   logger: Logger;
-  metrics: RelayerMetrics;
   tracing?: Tracing;
   /** Called whenever a slot frees, so the relayer can claim more while a backlog remains. */
   onSlotFreed: () => void;
@@ -81,7 +79,6 @@ export class Dispatcher {
         });
       this.running.add(run);
     }
-    this.reportSlots();
   }
 
   /**
@@ -92,7 +89,6 @@ export class Dispatcher {
   takeUnstarted(): ClaimedItem[] {
     const unstarted = [...this.waiting.values()];
     this.waiting.clear();
-    this.reportSlots();
     return unstarted;
   }
 
@@ -122,7 +118,6 @@ export class Dispatcher {
     claim: Span | undefined,
   ): Promise<{ outcome: TimedDispatchOutcome; span: Span } | undefined> {
     if (!this.waiting.delete(item.outboxId)) return undefined;
-    this.reportSlots();
     const tracing = this.options.tracing ?? NO_TRACING;
     const span = tracing.startDispatch(item, claim);
     // With tracing off the rail still gets the producer's context, so its spans join that trace.
@@ -160,11 +155,6 @@ export class Dispatcher {
   }
 
   private slotFreed(): void {
-    this.reportSlots();
     this.options.onSlotFreed();
-  }
-
-  private reportSlots(): void {
-    this.options.metrics.setSlots(this.limit.activeCount, this.freeSlots());
   }
 }

@@ -122,7 +122,6 @@ export class Relayer {
       rails: options.rails,
       completer,
       logger,
-      metrics,
       tracing: options.tracing,
       // Under a backlog, refill when half a claim's worth of slots is free rather than on
       // every freed slot: a claim per finished item would cost a round trip per item.
@@ -161,7 +160,10 @@ export class Relayer {
     await this.wakeup.start();
     this.state = 'running';
     metrics.setWorkerUp(true);
-    metrics.setSlots(0, this.options.concurrency);
+    metrics.readSlotsFrom(() => ({
+      inFlight: this.dispatcher.inFlight(),
+      free: this.dispatcher.freeSlots(),
+    }));
     metrics.tick();
     this.repairer.start();
     this.queueSampler.start();

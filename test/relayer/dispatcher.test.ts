@@ -42,7 +42,6 @@ describe('Dispatcher at shutdown', () => {
         onRetryScheduled: () => undefined,
       }),
       logger,
-      metrics,
       onSlotFreed: () => undefined,
     });
 
