@@ -124,8 +124,8 @@ interface ClaimedRow {
   payload: Record<string, unknown>;
   attempt_count: number;
   lease_token: string;
-  lease_expires_at: Date;
-  created_at: Date;
+  lease_expires_ms: number;
+  created_ms: number;
   traceparent: string | null;
 }
 
@@ -147,8 +147,12 @@ export async function claimOutboxBatch(
 ): Promise<ClaimedItem[]> {
   if (options.batchSize === 0) return [];
   const { rows } = await db.query<ClaimedRow>(
+    // The two instants as whole epoch milliseconds (what a Date holds): a number parses in a
+    // fraction of the time a timestamp's text takes, twice per claimed item (issue 9).
     `SELECT outbox_id, instruction_id, participant_id, sequence_id, idempotency_key, rail_type,
-            payload, attempt_count, lease_token, lease_expires_at, created_at, traceparent
+            payload, attempt_count, lease_token,
+            floor(extract(epoch FROM lease_expires_at) * 1000)::float8 AS lease_expires_ms,
+            floor(extract(epoch FROM created_at) * 1000)::float8 AS created_ms, traceparent
        FROM public.claim_outbox_batch($1, $2, $3, $4::text[])`,
     [options.batchSize, options.workerId, options.leaseSeconds, options.railTypes],
   );
@@ -162,8 +166,8 @@ export async function claimOutboxBatch(
     payload: row.payload,
     attemptCount: row.attempt_count,
     leaseToken: row.lease_token,
-    leaseExpiresAt: row.lease_expires_at,
-    createdAt: row.created_at,
+    leaseExpiresAt: new Date(row.lease_expires_ms),
+    createdAt: new Date(row.created_ms),
     traceparent: row.traceparent,
   }));
 }
@@ -186,10 +190,12 @@ export async function warmUpClaims(
   client: pg.PoolClient | pg.Client,
   options: { workerId: string; railTypes: readonly string[] },
 ): Promise<void> {
-  await client.query('BEGIN');
   try {
-    await client.query(`SET LOCAL lock_timeout = ${WARM_UP_LOCK_TIMEOUT_MS}`);
-    await client.query(`SET LOCAL statement_timeout = ${WARM_UP_STATEMENT_TIMEOUT_MS}`);
+    // One round trip for the three (a simple query may hold several statements): every
+    // connection of a starting worker runs this, all at once.
+    await client.query(
+      `BEGIN; SET LOCAL lock_timeout = ${WARM_UP_LOCK_TIMEOUT_MS}; SET LOCAL statement_timeout = ${WARM_UP_STATEMENT_TIMEOUT_MS}`,
+    );
     await claimOutboxBatch(client, { ...options, batchSize: 1, leaseSeconds: 1 });
   } catch {
     // Not warmed; nothing was leased either way.
@@ -451,16 +457,18 @@ export async function completeOutboxBatch(
   completions: readonly Completion[],
 ): Promise<BatchCompletionResult[]> {
   if (completions.length === 0) return [];
+  // An absent key reads as NULL in the function (->>), so none is sent: a DISPATCHED outcome
+  // is about half the bytes, which the server parses and the socket copies (issue 9).
   const outcomes = completions.map((completion) => ({
     outbox_id: completion.outboxId,
     lease_token: completion.leaseToken,
     state: completion.state,
-    rail_reference: completion.railReference ?? null,
-    rail_code: completion.railCode ?? null,
-    error_code: completion.errorCode ?? null,
-    error_message: completion.errorMessage ?? null,
-    latency_ms: completion.latencyMs ?? null,
-    retry_delay_seconds: completion.retryDelaySeconds ?? null,
+    rail_reference: completion.railReference ?? undefined,
+    rail_code: completion.railCode ?? undefined,
+    error_code: completion.errorCode ?? undefined,
+    error_message: completion.errorMessage ?? undefined,
+    latency_ms: completion.latencyMs ?? undefined,
+    retry_delay_seconds: completion.retryDelaySeconds ?? undefined,
   }));
   const { rows } = await db.query<{
     outbox_id: string;
