@@ -1,4 +1,3 @@
-import { setMaxListeners } from 'node:events';
 import pLimit, { type LimitFunction } from 'p-limit';
 import type { Logger } from 'pino';
 import type { ClaimedItem } from '../db/outbox.ts';
@@ -44,8 +43,6 @@ export class Dispatcher {
 
   constructor(private readonly options: DispatcherOptions) {
     this.limit = pLimit(options.concurrency);
-    // Every running dispatch listens on this one signal.
-    setMaxListeners(options.concurrency + 1, this.shutdownSignal.signal);
   }
 
   freeSlots(): number {
