@@ -35,7 +35,12 @@ export class Dispatcher {
   private readonly limit: LimitFunction;
   /** Claimed but not yet started: released, not dispatched, when shutdown comes first. */
   private readonly waiting = new Map<string, ClaimedItem>();
-  private readonly running = new Set<Promise<void>>();
+  /** Items submitted whose run has not finished (dispatch and recording). */
+  private tasks = 0;
+  /** Resolved when `tasks` next reaches zero. */
+  private readonly whenSettled: (() => void)[] = [];
+  private readonly dispatchOnSlot = (item: ClaimedItem, claim: Span | undefined) =>
+    this.dispatchOne(item, claim);
   /** Answered by the rail, outcome not yet recorded. */
   private unrecorded = 0;
   /** Aborted when the shutdown grace period ends: dispatches still running come back RETRYABLE. */
@@ -59,22 +64,31 @@ export class Dispatcher {
   submit(items: ClaimedItem[], claim?: Span): void {
     for (const item of items) {
       this.waiting.set(item.outboxId, item);
-      const run = this.limit(() => this.dispatchOne(item, claim))
-        .then((dispatched) => {
-          if (!dispatched) return;
-          this.unrecorded += 1;
-          this.slotFreed();
-          return this.options.completer
-            .complete(item, dispatched.outcome, dispatched.span)
-            .finally(() => {
-              this.unrecorded -= 1;
-            });
-        })
-        .finally(() => {
-          this.running.delete(run);
-          this.slotFreed();
-        });
-      this.running.add(run);
+      this.tasks += 1;
+      void this.run(item, claim);
+    }
+  }
+
+  /**
+   * One item from its slot to its recorded outcome. One async function per item rather than
+   * a chain of then/finally callbacks, and a count rather than a set of task promises: this
+   * runs once per item (issue 9).
+   */
+  private async run(item: ClaimedItem, claim: Span | undefined): Promise<void> {
+    try {
+      const dispatched = await this.limit(this.dispatchOnSlot, item, claim);
+      if (!dispatched) return;
+      this.unrecorded += 1;
+      this.options.onSlotFreed();
+      try {
+        await this.options.completer.complete(item, dispatched.outcome, dispatched.span);
+      } finally {
+        this.unrecorded -= 1;
+      }
+    } finally {
+      this.tasks -= 1;
+      if (this.tasks === 0) for (const settled of this.whenSettled.splice(0)) settled();
+      this.options.onSlotFreed();
     }
   }
 
@@ -95,7 +109,10 @@ export class Dispatcher {
    * idempotency key) and their completions are awaited. Returns false if it had to abort.
    */
   async drain(graceMs: number): Promise<boolean> {
-    const finished = Promise.allSettled([...this.running]).then(() => true as const);
+    const finished = new Promise<true>((resolve) => {
+      if (this.tasks === 0) resolve(true);
+      else this.whenSettled.push(() => resolve(true));
+    });
     let timer: NodeJS.Timeout | undefined;
     const graceOver = new Promise<false>((resolve) => {
       timer = setTimeout(() => resolve(false), graceMs);
@@ -149,9 +166,5 @@ export class Dispatcher {
       );
     }
     return { outcome, span };
-  }
-
-  private slotFreed(): void {
-    this.options.onSlotFreed();
   }
 }
