@@ -1,7 +1,7 @@
 import { loadConfig, requireDatabaseUrl, type RelayerConfig } from '../config.ts';
 import { describeConnectionFailure } from '../db/connection-failure.ts';
 import { createPool, logPoolTransitions, openConnections } from '../db/pool.ts';
-import { warmUpClaims } from '../db/outbox.ts';
+import { warmUpClaims, warmUpCompletions } from '../db/outbox.ts';
 import { EXECUTOR_STATEMENT_TIMEOUT } from '../db/roles.ts';
 import { createLogger, redactUrl, type Logger } from '../observability/logger.ts';
 import { RelayerMetrics } from '../observability/metrics.ts';
@@ -16,7 +16,12 @@ import {
   BootCheckError,
 } from '../relayer/boot-checks.ts';
 import { MAX_COMPLETION_BATCHES_IN_FLIGHT } from '../relayer/completer.ts';
-import { MAX_CLAIMS_IN_FLIGHT, Relayer, type ShutdownReport } from '../relayer/relayer.ts';
+import {
+  MAX_CLAIMS_IN_FLIGHT,
+  Relayer,
+  type RelayerPools,
+  type ShutdownReport,
+} from '../relayer/relayer.ts';
 
 export interface Runtime {
   config: RelayerConfig;
@@ -44,16 +49,30 @@ const BACKGROUND_CONNECTIONS = 1;
 const MAX_SINGLE_COMPLETION_CONNECTIONS = 16;
 
 /**
- * Pool connections one relayer opens at most (plus one LISTEN connection unless poll-only):
- * a connection per claim in flight, per completion batch in flight (per completion when
- * batching is off, up to 16), and one for repair and the queue sample. Independent of
- * SYMPHONY_CONCURRENCY when batching is on: 2 + 2 + 1 = 5.
+ * The connections of each of a relayer's pools (see RelayerPools): one per claim in flight,
+ * one per completion batch in flight (per completion when batching is off, up to 16), and
+ * one for repair and the queue sample.
+ */
+export function relayerPoolSizes(
+  config: Pick<RelayerConfig, 'concurrency' | 'completionBatch'>,
+): Record<keyof RelayerPools, number> {
+  return {
+    claims: MAX_CLAIMS_IN_FLIGHT,
+    completions: config.completionBatch
+      ? MAX_COMPLETION_BATCHES_IN_FLIGHT
+      : Math.min(config.concurrency, MAX_SINGLE_COMPLETION_CONNECTIONS),
+    background: BACKGROUND_CONNECTIONS,
+  };
+}
+
+/**
+ * Pool connections one relayer opens at most, all its pools together (plus one LISTEN
+ * connection unless poll-only). Independent of SYMPHONY_CONCURRENCY when batching is on:
+ * 2 + 2 + 1 = 5.
  */
 export function relayerPoolSize(config: Pick<RelayerConfig, 'concurrency' | 'completionBatch'>) {
-  const completions = config.completionBatch
-    ? MAX_COMPLETION_BATCHES_IN_FLIGHT
-    : Math.min(config.concurrency, MAX_SINGLE_COMPLETION_CONNECTIONS);
-  return MAX_CLAIMS_IN_FLIGHT + completions + BACKGROUND_CONNECTIONS;
+  const sizes = relayerPoolSizes(config);
+  return sizes.claims + sizes.completions + sizes.background;
 }
 
 /**
@@ -85,16 +104,27 @@ export async function startRuntime(
     for (const stop of started.reverse()) await stop().catch(() => undefined);
   };
   try {
+    const sizes = relayerPoolSizes(config);
     const poolSize = relayerPoolSize(config);
-    const pool = createPool({
-      connectionString: databaseUrl,
-      applicationName: `symphony-relay ${config.workerId}`,
-      max: poolSize,
-      keepOpen: true,
-    });
-    logPoolTransitions(pool, log, 'relayer');
-    started.push(() => pool.end());
-    const identity = await assertActsAsRuntimeRole(pool, databaseUrl, config.dbRole);
+    // All three under the worker's name: to an operator they are one worker's connections.
+    const newPool = (size: number) =>
+      createPool({
+        connectionString: databaseUrl,
+        applicationName: `symphony-relay ${config.workerId}`,
+        max: size,
+        keepOpen: true,
+      });
+    const pools: RelayerPools = {
+      claims: newPool(sizes.claims),
+      completions: newPool(sizes.completions),
+      background: newPool(sizes.background),
+    };
+    const allPools = [pools.claims, pools.completions, pools.background];
+    const endPools = () => Promise.all(allPools.map((pool) => pool.end()));
+    logPoolTransitions(allPools, log, 'relayer');
+    started.push(endPools);
+    // The boot checks run on the claims pool's first connection, which stays open for claims.
+    const identity = await assertActsAsRuntimeRole(pools.claims, databaseUrl, config.dbRole);
     if (identity.statementTimeout === '0') {
       log.warn(
         { event: 'no_statement_timeout', login: identity.login },
@@ -102,14 +132,14 @@ export async function startRuntime(
           `Set it with 'symphony-relay roles create-login --name ${identity.login}' (ALTER ROLE ... SET statement_timeout = '${EXECUTOR_STATEMENT_TIMEOUT}')`,
       );
     }
-    const policy = await assertActivePolicy(pool).catch((error: unknown) => {
+    const policy = await assertActivePolicy(pools.claims).catch((error: unknown) => {
       if (error instanceof BootCheckError) throw error;
       throw new BootCheckError(
         `the policy check failed: ${describeConnectionFailure(error, databaseUrl)}`,
       );
     });
     log.info({ event: 'policy_checked', policyVersion: policy.version }, 'ACTIVE policy found');
-    const limits = await assertWithinOperatorLimits(pool, {
+    const limits = await assertWithinOperatorLimits(pools.claims, {
       leaseSeconds: config.leaseSeconds,
     }).catch((error: unknown) => {
       if (error instanceof BootCheckError) throw error;
@@ -129,14 +159,29 @@ export async function startRuntime(
     }
     // Every connection open and warm before the first claim: a claim that has to open one,
     // or compile the claim on a fresh backend, waited 40-60 ms (the p99 at 200 items/s).
-    await openConnections(pool, poolSize, (client) =>
-      warmUpClaims(client, { workerId: config.workerId, railTypes: rails.railTypes() }),
-    ).catch((error: unknown) => {
+    // Each pool's connections compile what they will run, and only that. Per-item completions
+    // (batching off) run another function, not warmed.
+    const workerId = config.workerId;
+    await Promise.all([
+      openConnections(pools.claims, sizes.claims, (client) =>
+        warmUpClaims(client, { workerId, railTypes: rails.railTypes() }),
+      ),
+      openConnections(pools.completions, sizes.completions, (client) =>
+        config.completionBatch ? warmUpCompletions(client, { workerId }) : Promise.resolve(),
+      ),
+      openConnections(pools.background, sizes.background, () => Promise.resolve()),
+    ]).catch((error: unknown) => {
       throw new BootCheckError(
         `could not open the ${poolSize} database connections a worker keeps: ${describeConnectionFailure(error, databaseUrl)}`,
       );
     });
-    const metrics = new RelayerMetrics({ poolStats: () => pool });
+    const metrics = new RelayerMetrics({
+      poolStats: () => ({
+        totalCount: allPools.reduce((sum, each) => sum + each.totalCount, 0),
+        idleCount: allPools.reduce((sum, each) => sum + each.idleCount, 0),
+        waitingCount: allPools.reduce((sum, each) => sum + each.waitingCount, 0),
+      }),
+    });
     metrics.initialiseSeries(rails.railTypes());
     for (const railType of rails.railTypes()) {
       metrics.declareErrorCodes(railType, rails.get(railType)?.errorCodes);
@@ -153,7 +198,7 @@ export async function startRuntime(
       );
     }
     const relayer = new Relayer({
-      pool,
+      pools,
       listenConnectionString: config.pollOnly ? null : databaseUrl,
       workerId: config.workerId,
       concurrency: config.concurrency,
@@ -215,7 +260,7 @@ export async function startRuntime(
             );
           await server?.close();
           await rails.close();
-          await pool.end();
+          await endPools();
           return report;
         })();
         return stopping;

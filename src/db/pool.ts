@@ -98,19 +98,27 @@ interface TransitionLogger {
  * logged once when connections start failing, and once when a new one succeeds again.
  * Without a listener the event would crash the process.
  */
-export function logPoolTransitions(pool: pg.Pool, logger: TransitionLogger, what: string): void {
+export function logPoolTransitions(
+  pools: pg.Pool | readonly pg.Pool[],
+  logger: TransitionLogger,
+  what: string,
+): void {
+  // One state for all the pools of one owner: a restart cuts them all, and that is one event.
   let failing = false;
-  pool.on('error', (error) => {
-    if (failing) return;
-    failing = true;
-    logger.warn(
-      { event: 'pool_error', err: { message: error.message } },
-      `${what}: idle database connections were cut; reconnecting on demand`,
-    );
-  });
-  pool.on('connect', () => {
-    if (!failing) return;
-    failing = false;
-    logger.info({ event: 'pool_reconnected' }, `${what}: database connections re-established`);
-  });
+  const all: readonly pg.Pool[] = pools instanceof pg.Pool ? [pools] : pools;
+  for (const pool of all) {
+    pool.on('error', (error: Error) => {
+      if (failing) return;
+      failing = true;
+      logger.warn(
+        { event: 'pool_error', err: { message: error.message } },
+        `${what}: idle database connections were cut; reconnecting on demand`,
+      );
+    });
+    pool.on('connect', () => {
+      if (!failing) return;
+      failing = false;
+      logger.info({ event: 'pool_reconnected' }, `${what}: database connections re-established`);
+    });
+  }
 }

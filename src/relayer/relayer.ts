@@ -19,9 +19,24 @@ import { Dispatcher } from './dispatcher.ts';
 import { Ticker } from './ticker.ts';
 import { Wakeup } from './wakeup.ts';
 
+/**
+ * A worker's connections, acting as the executor role, in three pools so each kind of work
+ * has its own: the hot path never waits behind maintenance nor maintenance behind it, and a
+ * backend compiles only the functions of its kind (a claim and a completion compiled on
+ * every connection of one shared pool cost each start about 100 ms of CPU on the 2-core
+ * bench machine; issue 9).
+ */
+export interface RelayerPools {
+  /** Claims, and what follows them: the next-due lookup, releasing unstarted leases. */
+  claims: pg.Pool;
+  /** Recording outcomes. */
+  completions: pg.Pool;
+  /** The repair, the queue sample, pauses and rail controls. */
+  background: pg.Pool;
+}
+
 export interface RelayerOptions {
-  /** Pool whose connections act as the executor role (see createPool's actAs). */
-  pool: pg.Pool;
+  pools: RelayerPools;
   /** LISTEN connection string, or null for poll-only mode. */
   listenConnectionString: string | null;
   workerId: string;
@@ -106,7 +121,7 @@ export class Relayer {
     if (this.railTypes.length === 0) throw new Error('a relayer needs at least one rail adapter');
     this.refillAt = Math.max(1, Math.floor(Math.min(options.batchSize, options.concurrency) / 2));
     const completer = new Completer({
-      pool: options.pool,
+      pool: options.pools.completions,
       workerId: options.workerId,
       retry: options.retry,
       batch: options.completionBatching ?? true,
@@ -292,12 +307,12 @@ export class Relayer {
 
   /** One claim of up to `wanted` items, handed to the dispatcher; never rejects. */
   private async claim(wanted: number): Promise<void> {
-    const { pool, workerId, leaseSeconds, metrics, logger } = this.options;
+    const { pools, workerId, leaseSeconds, metrics, logger } = this.options;
     const tracing = this.options.tracing ?? NO_TRACING;
     const claimSpan = tracing.startClaim(workerId, wanted);
     let items: ClaimedItem[];
     try {
-      items = await claimOutboxBatch(pool, {
+      items = await claimOutboxBatch(pools.claims, {
         batchSize: wanted,
         workerId,
         leaseSeconds,
@@ -345,7 +360,7 @@ export class Relayer {
   private async lookUpNextDue(): Promise<void> {
     this.nextDueLookedUpAt = Date.now();
     try {
-      const next = await outboxNextAttemptAt(this.options.pool);
+      const next = await outboxNextAttemptAt(this.options.pools.claims);
       if (next && next.getTime() > Date.now()) this.wakeup.scheduleAt(next);
     } catch (error) {
       this.setDatabaseReachable(false);
@@ -359,7 +374,7 @@ export class Relayer {
   private async release(items: { outboxId: string; leaseToken: string }[]): Promise<number> {
     if (items.length === 0) return 0;
     const released = await releaseOutboxLeases(
-      this.options.pool,
+      this.options.pools.claims,
       this.options.workerId,
       items,
     ).catch((error: Error) => {
@@ -379,10 +394,13 @@ export class Relayer {
    * MAX_REPAIR_CHUNKS_PER_RUN chunks have run; the next tick takes the rest.
    */
   private async repair(): Promise<void> {
-    const { pool, workerId, repairBatchSize, metrics, logger } = this.options;
+    const { pools, workerId, repairBatchSize, metrics, logger } = this.options;
     let total = 0;
     for (let chunk = 0; chunk < MAX_REPAIR_CHUNKS_PER_RUN && this.state === 'running'; chunk += 1) {
-      const repaired = await repairExpiredLeases(pool, { batchSize: repairBatchSize, workerId });
+      const repaired = await repairExpiredLeases(pools.background, {
+        batchSize: repairBatchSize,
+        workerId,
+      });
       metrics.repaired(repaired.length);
       total += repaired.length;
       if (repaired.length < repairBatchSize) break;
@@ -402,10 +420,11 @@ export class Relayer {
     // others read the stored row. A little under the interval, so each worker's tick
     // sees a sample no older than one interval.
     const maxAgeMs = Math.floor(this.options.queueStatsIntervalMs * 0.9);
-    const sample = await outboxQueueSample(this.options.pool, maxAgeMs);
+    const { background } = this.options.pools;
+    const sample = await outboxQueueSample(background, maxAgeMs);
     const [pauses, railControls] = await Promise.all([
-      activePauses(this.options.pool),
-      railOverview(this.options.pool),
+      activePauses(background),
+      railOverview(background),
     ]);
     this.setDatabaseReachable(true);
     if (sample) {

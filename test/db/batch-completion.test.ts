@@ -4,6 +4,7 @@ import {
   completeOutboxAttempt,
   completeOutboxBatch,
   repairExpiredLeases,
+  warmUpCompletions,
   type ClaimedItem,
   type Completion,
   type CompletionState,
@@ -439,5 +440,24 @@ describe('complete_outbox_batch', () => {
         await completeOutboxBatch(as.symphony_executor, WORKER, [dispatched(item)]),
       ).toMatchObject([{ state: 'DISPATCHED', leaseLost: false }]);
     });
+  });
+});
+
+describe('warmUpCompletions (a new completion connection of a worker, at start)', () => {
+  it('records nothing and fences nothing, and leaves the connection ready to record', async () => {
+    const [item] = await enqueueAndClaim(client(0), 1, { workerId: WORKER });
+    const before = await readPending(db.owner, item!.outboxId);
+    await warmUpCompletions(client(1), { workerId: WORKER });
+    expect(await readPending(db.owner, item!.outboxId)).toEqual(before);
+    expect(await readAttempts(db.owner, [item!.outboxId])).toEqual([]);
+    // Rolled back: the next statement runs in a transaction of its own and records as usual.
+    const { rows } = await client(1).query<{ own: boolean }>(
+      `SELECT xact_start = query_start AS own FROM pg_catalog.pg_stat_activity
+        WHERE pid = pg_catalog.pg_backend_pid()`,
+    );
+    expect(rows).toEqual([{ own: true }]);
+    expect(await completeOutboxBatch(client(1), WORKER, [dispatched(item!)])).toMatchObject([
+      { state: 'DISPATCHED', leaseLost: false },
+    ]);
   });
 });
