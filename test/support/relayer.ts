@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll } from 'vitest';
 import { DEVELOPMENT_POLICY } from '../../src/cli/local.ts';
 import { startRuntime, type Runtime } from '../../src/cli/runtime.ts';
 import { seedPolicy } from '../../src/db/policy.ts';
@@ -96,6 +97,17 @@ export interface RelayerProcess {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
+/**
+ * Relayer processes of this test file still running. Killed when the file's tests are over
+ * (after the file's own hooks): a test that timed out never reached its own kill, and its
+ * relayer went on polling a dropped database for as long as the machine ran (two such
+ * orphans were left by one `npm run verify:proofs`, whose killed mutants time out by design).
+ */
+const running = new Set<ChildProcess>();
+afterAll(() => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
 /** `symphony-relay run` as a real child process with exactly the given environment. */
 export function spawnRelayer(
   env: NodeJS.ProcessEnv,
@@ -107,6 +119,8 @@ export function spawnRelayer(
     env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  running.add(child);
+  child.once('exit', () => running.delete(child));
   let output = '';
   child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
