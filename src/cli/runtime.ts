@@ -1,6 +1,6 @@
 import { loadConfig, requireDatabaseUrl, type RelayerConfig } from '../config.ts';
 import { describeConnectionFailure } from '../db/connection-failure.ts';
-import { createPool, logPoolTransitions, openConnections } from '../db/pool.ts';
+import { combinedPoolStats, createPool, logPoolTransitions, openConnections } from '../db/pool.ts';
 import { warmUpClaims, warmUpCompletions } from '../db/outbox.ts';
 import { EXECUTOR_STATEMENT_TIMEOUT } from '../db/roles.ts';
 import { createLogger, redactUrl, type Logger } from '../observability/logger.ts';
@@ -175,13 +175,7 @@ export async function startRuntime(
         `could not open the ${poolSize} database connections a worker keeps: ${describeConnectionFailure(error, databaseUrl)}`,
       );
     });
-    const metrics = new RelayerMetrics({
-      poolStats: () => ({
-        totalCount: allPools.reduce((sum, each) => sum + each.totalCount, 0),
-        idleCount: allPools.reduce((sum, each) => sum + each.idleCount, 0),
-        waitingCount: allPools.reduce((sum, each) => sum + each.waitingCount, 0),
-      }),
-    });
+    const metrics = new RelayerMetrics({ poolStats: () => combinedPoolStats(allPools) });
     metrics.initialiseSeries(rails.railTypes());
     for (const railType of rails.railTypes()) {
       metrics.declareErrorCodes(railType, rails.get(railType)?.errorCodes);

@@ -177,18 +177,15 @@ const WARM_UP_LOCK_TIMEOUT_MS = 200;
 const WARM_UP_STATEMENT_TIMEOUT_MS = 1_000;
 
 /**
- * Runs one claim of one item on a new connection, in a transaction that is rolled back, so
- * nothing is leased: the backend compiles claim_outbox_batch and loads the queue's catalog
- * entries now (about 20 ms on a fresh backend, 1 ms once warm) instead of inside the first
- * real claim, where those milliseconds are delivery latency (issue 9). A claim of one due
- * item is an index probe at any queue size (a claim for a rail type no item has would scan
- * every due row looking for one). Best effort: a SQL error (a lock held at start, say)
- * leaves the compiling to the first real claim; only a broken connection rejects.
+ * Runs `warm` on a new connection inside a transaction that is always rolled back, under
+ * short lock and statement timeouts, so the backend compiles a function before it matters
+ * and nothing it did is kept. Best effort: a SQL error (a lock held at start, say) leaves
+ * the compiling to the first real call; only a broken connection rejects.
  */
-export async function warmUpClaims(
-  // One connection, not a pool: BEGIN, the claim and ROLLBACK must share it.
+async function warmUpRolledBack(
+  // One connection, not a pool: BEGIN, the call and ROLLBACK must share it.
   client: pg.PoolClient | pg.Client,
-  options: { workerId: string; railTypes: readonly string[] },
+  warm: () => Promise<unknown>,
 ): Promise<void> {
   try {
     // One round trip for the three (a simple query may hold several statements): every
@@ -196,37 +193,46 @@ export async function warmUpClaims(
     await client.query(
       `BEGIN; SET LOCAL lock_timeout = ${WARM_UP_LOCK_TIMEOUT_MS}; SET LOCAL statement_timeout = ${WARM_UP_STATEMENT_TIMEOUT_MS}`,
     );
-    await claimOutboxBatch(client, { ...options, batchSize: 1, leaseSeconds: 1 });
+    await warm();
   } catch {
-    // Not warmed; nothing was leased either way.
+    // Not warmed; nothing was kept either way.
   } finally {
     await client.query('ROLLBACK');
   }
 }
 
 /**
- * Runs complete_outbox_batch on nothing, in a transaction that is rolled back: the backend
- * compiles the function and plans its statements now (about 15 ms on a fresh backend)
- * rather than inside the first real batch of outcomes, whose commit is then that much
- * later (issue 9). An empty batch records nothing and fences nothing. Best effort, like
- * warmUpClaims: only a broken connection rejects.
+ * Runs one claim of one item on a new connection, rolled back, so nothing is leased: the
+ * backend compiles claim_outbox_batch and loads the queue's catalog entries now (about 20 ms
+ * on a fresh backend, 1 ms once warm) instead of inside the first real claim, where those
+ * milliseconds are delivery latency (issue 9). A claim of one due item is an index probe at
+ * any queue size (a claim for a rail type no item has would scan every due row looking for
+ * one).
  */
-export async function warmUpCompletions(
+export function warmUpClaims(
+  client: pg.PoolClient | pg.Client,
+  options: { workerId: string; railTypes: readonly string[] },
+): Promise<void> {
+  return warmUpRolledBack(client, () =>
+    claimOutboxBatch(client, { ...options, batchSize: 1, leaseSeconds: 1 }),
+  );
+}
+
+/**
+ * Runs complete_outbox_batch on nothing, rolled back: the backend compiles the function and
+ * plans its statements now (about 15 ms on a fresh backend) rather than inside the first
+ * real batch of outcomes, whose commit is then that much later (issue 9). An empty batch
+ * records nothing and fences nothing.
+ */
+export function warmUpCompletions(
   client: pg.PoolClient | pg.Client,
   options: { workerId: string },
 ): Promise<void> {
-  try {
-    await client.query(
-      `BEGIN; SET LOCAL lock_timeout = ${WARM_UP_LOCK_TIMEOUT_MS}; SET LOCAL statement_timeout = ${WARM_UP_STATEMENT_TIMEOUT_MS}`,
-    );
-    await client.query(`SELECT count(*) FROM public.complete_outbox_batch($1, '[]'::jsonb)`, [
+  return warmUpRolledBack(client, () =>
+    client.query(`SELECT count(*) FROM public.complete_outbox_batch($1, '[]'::jsonb)`, [
       options.workerId,
-    ]);
-  } catch {
-    // Not warmed; nothing was recorded either way.
-  } finally {
-    await client.query('ROLLBACK');
-  }
+    ]),
+  );
 }
 
 /** Records one outcome under the lease. Throws LeaseLostError (P7002) when the lease is gone. */

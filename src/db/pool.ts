@@ -99,14 +99,13 @@ interface TransitionLogger {
  * Without a listener the event would crash the process.
  */
 export function logPoolTransitions(
-  pools: pg.Pool | readonly pg.Pool[],
+  pools: readonly pg.Pool[],
   logger: TransitionLogger,
   what: string,
 ): void {
   // One state for all the pools of one owner: a restart cuts them all, and that is one event.
   let failing = false;
-  const all: readonly pg.Pool[] = pools instanceof pg.Pool ? [pools] : pools;
-  for (const pool of all) {
+  for (const pool of pools) {
     pool.on('error', (error: Error) => {
       if (failing) return;
       failing = true;
@@ -121,4 +120,17 @@ export function logPoolTransitions(
       logger.info({ event: 'pool_reconnected' }, `${what}: database connections re-established`);
     });
   }
+}
+
+/** The counters of several pools added up, as one pool's would read. */
+export function combinedPoolStats(pools: readonly pg.Pool[]) {
+  let totalCount = 0;
+  let idleCount = 0;
+  let waitingCount = 0;
+  for (const pool of pools) {
+    totalCount += pool.totalCount;
+    idleCount += pool.idleCount;
+    waitingCount += pool.waitingCount;
+  }
+  return { totalCount, idleCount, waitingCount };
 }

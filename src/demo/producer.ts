@@ -25,7 +25,7 @@ export function startDemoProducer(options: DemoProducerOptions): { stop(): Promi
     applicationName: 'symphony-relay demo producer',
     max: 2,
   });
-  logPoolTransitions(pool, options.logger, 'demo producer');
+  logPoolTransitions([pool], options.logger, 'demo producer');
   let owed = 0;
   let inFlight: Promise<void> | undefined;
   let stopped = false;
