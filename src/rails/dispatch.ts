@@ -166,11 +166,14 @@ function unwatchShutdown(signal: AbortSignal, dispatch: PendingDispatch): void {
 
 /**
  * What the adapter is given: the input, and a signal made when first read. A literal with
- * every field (not a spread plus a getter, which V8 keeps as a slow dictionary object) and an
- * own enumerable getter, so `{ ...request }` in an adapter still carries the signal.
+ * every field, then `signal` as an own enumerable getter, so `{ ...request }` in an adapter
+ * still carries the signal. The getter is one function shared by every request, defined
+ * with one descriptor: a getter written in the literal is a new closure per item, which
+ * keeps each request in a map of its own (1.6 µs and about 1 KB of garbage per item in
+ * Node 20, against 0.3–0.5 µs this way; issue 9).
  */
 function dispatchCall(input: DispatchInput, abort: LazyAbort): DispatchRequest {
-  return {
+  const call = {
     outboxId: input.outboxId,
     instructionId: input.instructionId,
     participantId: input.participantId,
@@ -180,11 +183,18 @@ function dispatchCall(input: DispatchInput, abort: LazyAbort): DispatchRequest {
     payload: input.payload,
     attempt: input.attempt,
     traceparent: input.traceparent,
-    get signal() {
-      return abort.signal;
-    },
+    [ABORT]: abort,
   };
+  return Object.defineProperty(call, 'signal', SIGNAL) as unknown as DispatchRequest;
 }
+
+const ABORT = Symbol('abort');
+const SIGNAL: PropertyDescriptor = {
+  get(this: { [ABORT]: LazyAbort }): AbortSignal {
+    return this[ABORT].signal;
+  },
+  enumerable: true,
+};
 
 /**
  * The item's abort signal, created only when the adapter reads it. An AbortController costs

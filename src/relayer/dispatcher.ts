@@ -1,9 +1,12 @@
-import pLimit, { type LimitFunction } from 'p-limit';
 import type { Logger } from 'pino';
 import type { ClaimedItem } from '../db/outbox.ts';
 import { NO_TRACING, type Tracing } from '../observability/tracing.ts';
 import type { Span } from '@opentelemetry/api';
-import { dispatchSafely, type TimedDispatchOutcome } from '../rails/dispatch.ts';
+import {
+  dispatchSafely,
+  type DispatchOptions,
+  type TimedDispatchOutcome,
+} from '../rails/dispatch.ts';
 import type { RailRegistry } from '../rails/registry.ts';
 import type { Completer } from './completer.ts';
 import { dispatchLogFields, itemLogFields } from './item-log.ts';
@@ -30,90 +33,66 @@ export interface DispatcherOptions {
  * to be recorded are bounded too: up to `concurrency` of them wait without taking a slot,
  * beyond that each one keeps a slot taken, so a worker holds at most 2 × concurrency leases
  * and a slow database stops its claims instead of growing a backlog in memory.
+ *
+ * The slots are a count and a first-in, first-out queue of the items waiting for one. This
+ * queue is also what shutdown takes back unstarted, so it is the only one: with p-limit in
+ * front there were two queues to keep in step, and p-limit's promises, bound functions and
+ * queue nodes were a third of the dispatch path's garbage (issue 9).
  */
 export class Dispatcher {
-  private readonly limit: LimitFunction;
-  /**
-   * Claimed items in the order submitted, from the first not yet started: released, not
-   * dispatched, when shutdown comes first. An array with a moving start, not a map: a map
-   * grown to a claim's worth and emptied again cost 2 µs per item (issue 9).
-   */
-  private queued: Ticket[] = [];
-  private firstQueued = 0;
-  /** Items submitted whose run has not finished (dispatch and recording). */
-  private tasks = 0;
-  /** Resolved when `tasks` next reaches zero. */
+  /** Items waiting for a slot, in the order submitted, from `firstWaiting` on. */
+  private waiting: ClaimedItem[] = [];
+  private firstWaiting = 0;
+  /** The claim span of each waiting item, at the same index (undefined with tracing off). */
+  private waitingClaims: (Span | undefined)[] = [];
+  /** Rail calls running: the slots taken. */
+  private active = 0;
+  /** Items started whose run has not finished (dispatch and recording). */
+  private running = 0;
+  /** Resolved when nothing runs and nothing waits. */
   private readonly whenSettled: (() => void)[] = [];
-  private readonly dispatchOnSlot = (ticket: Ticket, claim: Span | undefined) =>
-    this.dispatchOne(ticket, claim);
   /** Answered by the rail, outcome not yet recorded. */
   private unrecorded = 0;
   /** Aborted when the shutdown grace period ends: dispatches still running come back RETRYABLE. */
   private readonly shutdownSignal = new AbortController();
+  private readonly dispatchOptions: DispatchOptions;
 
   constructor(private readonly options: DispatcherOptions) {
-    this.limit = pLimit(options.concurrency);
+    this.dispatchOptions = {
+      timeoutMs: options.dispatchTimeoutMs,
+      signal: this.shutdownSignal.signal,
+    };
   }
 
   freeSlots(): number {
     const { concurrency } = this.options;
-    const taken = this.limit.activeCount + this.limit.pendingCount;
+    const taken = this.active + this.waitingCount();
     return Math.max(0, Math.min(concurrency - taken, 2 * concurrency - taken - this.unrecorded));
   }
 
   inFlight(): number {
-    return this.limit.activeCount;
+    return this.active;
   }
 
   /** `claim` is the span of the claim that leased the items; each dispatch span links to it. */
   submit(items: ClaimedItem[], claim?: Span): void {
     for (const item of items) {
-      const ticket: Ticket = { item, state: 'waiting' };
-      this.queued.push(ticket);
-      this.tasks += 1;
-      void this.run(ticket, claim);
+      this.waiting.push(item);
+      this.waitingClaims.push(claim);
     }
+    this.startWaiting();
   }
 
   /**
-   * One item from its slot to its recorded outcome. One async function per item rather than
-   * a chain of then/finally callbacks, and a count rather than a set of task promises: this
-   * runs once per item (issue 9).
-   */
-  private async run(ticket: Ticket, claim: Span | undefined): Promise<void> {
-    const { item } = ticket;
-    try {
-      const dispatched = await this.limit(this.dispatchOnSlot, ticket, claim);
-      if (!dispatched) return;
-      this.unrecorded += 1;
-      this.options.onSlotFreed();
-      try {
-        await this.options.completer.complete(item, dispatched.outcome, dispatched.span);
-      } finally {
-        this.unrecorded -= 1;
-      }
-    } finally {
-      this.tasks -= 1;
-      if (this.tasks === 0) for (const settled of this.whenSettled.splice(0)) settled();
-      this.options.onSlotFreed();
-    }
-  }
-
-  /**
-   * Stops starting new dispatches; returns the claimed items that never started. Their
-   * queued tasks still run, find themselves no longer waiting and return at once, so every
-   * task promise settles (p-limit's clearQueue would leave them pending forever).
+   * Stops starting new dispatches; returns the claimed items that never started, which
+   * leave the queue (nothing else will start them).
    */
   takeUnstarted(): ClaimedItem[] {
-    const unstarted: ClaimedItem[] = [];
-    for (let index = this.firstQueued; index < this.queued.length; index += 1) {
-      const ticket = this.queued[index] as Ticket;
-      if (ticket.state !== 'waiting') continue;
-      ticket.state = 'withdrawn';
-      unstarted.push(ticket.item);
-    }
-    this.queued = [];
-    this.firstQueued = 0;
+    const unstarted = this.waiting.slice(this.firstWaiting);
+    this.waiting = [];
+    this.waitingClaims = [];
+    this.firstWaiting = 0;
+    this.settleIfIdle();
     return unstarted;
   }
 
@@ -124,7 +103,7 @@ export class Dispatcher {
    */
   async drain(graceMs: number): Promise<boolean> {
     const finished = new Promise<true>((resolve) => {
-      if (this.tasks === 0) resolve(true);
+      if (this.isIdle()) resolve(true);
       else this.whenSettled.push(() => resolve(true));
     });
     let timer: NodeJS.Timeout | undefined;
@@ -140,15 +119,69 @@ export class Dispatcher {
     return inTime;
   }
 
+  private waitingCount(): number {
+    return this.waiting.length - this.firstWaiting;
+  }
+
+  /** Starts waiting items, first in first out, while slots are free. */
+  private startWaiting(): void {
+    while (this.active < this.options.concurrency && this.firstWaiting < this.waiting.length) {
+      const index = this.firstWaiting;
+      const item = this.waiting[index] as ClaimedItem;
+      const claim = this.waitingClaims[index];
+      this.firstWaiting += 1;
+      this.active += 1;
+      this.running += 1;
+      void this.run(item, claim);
+    }
+    if (this.firstWaiting === this.waiting.length) {
+      this.waiting.length = 0;
+      this.waitingClaims.length = 0;
+      this.firstWaiting = 0;
+    }
+  }
+
+  /**
+   * One item from its slot to its recorded outcome: one async function per item, and counts
+   * rather than sets of promises, because this runs once per item (issue 9). The slot is
+   * freed, and the next waiting item started, as soon as the rail has answered.
+   */
+  private async run(item: ClaimedItem, claim: Span | undefined): Promise<void> {
+    try {
+      let dispatched: { outcome: TimedDispatchOutcome; span: Span };
+      try {
+        dispatched = await this.dispatchOne(item, claim);
+      } finally {
+        this.active -= 1;
+        this.startWaiting();
+      }
+      this.unrecorded += 1;
+      this.options.onSlotFreed();
+      try {
+        await this.options.completer.complete(item, dispatched.outcome, dispatched.span);
+      } finally {
+        this.unrecorded -= 1;
+      }
+    } finally {
+      this.running -= 1;
+      this.settleIfIdle();
+      this.options.onSlotFreed();
+    }
+  }
+
+  private isIdle(): boolean {
+    return this.running === 0 && this.waitingCount() === 0;
+  }
+
+  private settleIfIdle(): void {
+    if (this.isIdle()) for (const settled of this.whenSettled.splice(0)) settled();
+  }
+
   /** Runs the rail call on a slot; the outcome is recorded after the slot is freed. */
   private async dispatchOne(
-    ticket: Ticket,
+    item: ClaimedItem,
     claim: Span | undefined,
-  ): Promise<{ outcome: TimedDispatchOutcome; span: Span } | undefined> {
-    if (ticket.state !== 'waiting') return undefined;
-    ticket.state = 'started';
-    this.forgetStarted();
-    const { item } = ticket;
+  ): Promise<{ outcome: TimedDispatchOutcome; span: Span }> {
     const tracing = this.options.tracing ?? NO_TRACING;
     const span = tracing.startDispatch(item, claim);
     // With tracing off the rail still gets the producer's context, so its spans join that trace.
@@ -166,7 +199,7 @@ export class Dispatcher {
         attempt: item.attemptCount + 1,
         ...(traceparent ? { traceparent } : {}),
       },
-      { timeoutMs: this.options.dispatchTimeoutMs, signal: this.shutdownSignal.signal },
+      this.dispatchOptions,
     );
     tracing.endDispatch(span, outcome);
     // Checked first: the fields are built per item, and at the default level nobody reads them.
@@ -184,28 +217,4 @@ export class Dispatcher {
     }
     return { outcome, span };
   }
-
-  /**
-   * Moves the start past the tickets already started. Slots start tickets in the order they
-   * were submitted (p-limit is first in, first out), so this is one step per item; the array
-   * is emptied whenever every ticket in it has started.
-   */
-  private forgetStarted(): void {
-    while (
-      this.firstQueued < this.queued.length &&
-      (this.queued[this.firstQueued] as Ticket).state !== 'waiting'
-    ) {
-      this.firstQueued += 1;
-    }
-    if (this.firstQueued === this.queued.length) {
-      this.queued.length = 0;
-      this.firstQueued = 0;
-    }
-  }
-}
-
-/** A claimed item's place in the queue of items waiting for a slot. */
-interface Ticket {
-  item: ClaimedItem;
-  state: 'waiting' | 'started' | 'withdrawn';
 }
