@@ -185,7 +185,9 @@ function dispatchCall(input: DispatchInput, abort: LazyAbort): DispatchRequest {
     traceparent: input.traceparent,
     [ABORT]: abort,
   };
-  return Object.defineProperty(call, 'signal', SIGNAL) as unknown as DispatchRequest;
+  const request = Object.defineProperty(call, 'signal', SIGNAL) as unknown as DispatchRequest;
+  abort.madeFor = request;
+  return request;
 }
 
 const ABORT = Symbol('abort');
@@ -200,12 +202,16 @@ const SIGNAL: PropertyDescriptor = {
  * The item's abort signal, created only when the adapter reads it. An AbortController costs
  * Node 20 more than the rest of the dispatch path together (a sampled profile of a no-op
  * rail: 25 % of the time, and most of the garbage), and an in-process rail that answers at
- * once never looks at its signal.
+ * once never looks at its signal. A built-in adapter that only needs to hear of the abort
+ * listens through `whenCutShort` instead, which makes no signal at all.
  */
 class LazyAbort {
   private controller: AbortController | undefined;
   private aborted = false;
   private reason: unknown;
+  private listeners: ((reason: unknown) => void)[] | undefined;
+  /** The request it was made for (see `whenCutShort`). */
+  madeFor: DispatchRequest | undefined;
 
   get signal(): AbortSignal {
     if (!this.controller) {
@@ -229,8 +235,46 @@ class LazyAbort {
     this.aborted = true;
     this.reason = reason;
     this.controller?.abort(reason);
+    for (const listener of this.listeners?.splice(0) ?? []) listener(reason);
     return true;
   }
+
+  listen(listener: (reason: unknown) => void): () => void {
+    if (this.aborted) {
+      listener(this.reason);
+      return doNothing;
+    }
+    (this.listeners ??= []).push(listener);
+    return () => {
+      const index = this.listeners?.indexOf(listener) ?? -1;
+      if (index >= 0) this.listeners?.splice(index, 1);
+    };
+  }
+}
+
+function doNothing(): void {}
+
+/**
+ * Calls `listener` once with the reason when the dispatch of `request` is cut short (at once
+ * if it already was); returns what stops listening. For a request made here no AbortSignal
+ * is created; for any other (an adapter called directly, a wrapper's copy) the request's
+ * signal is used.
+ */
+export function whenCutShort(
+  request: DispatchRequest,
+  listener: (reason: unknown) => void,
+): () => void {
+  // Only the request made here: a copy may carry a signal of its own making.
+  const abort = (request as { [ABORT]?: unknown })[ABORT];
+  if (abort instanceof LazyAbort && abort.madeFor === request) return abort.listen(listener);
+  const { signal } = request;
+  if (signal.aborted) {
+    listener(signal.reason);
+    return doNothing;
+  }
+  const onAbort = () => listener(signal.reason);
+  signal.addEventListener('abort', onAbort, { once: true });
+  return () => signal.removeEventListener('abort', onAbort);
 }
 
 /** Never rejects: a throw (sync or async) or a malformed outcome becomes RETRYABLE. */

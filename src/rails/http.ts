@@ -1,7 +1,8 @@
 import { EventEmitter } from 'node:events';
 import type { Readable } from 'node:stream';
 import { Agent, type Dispatcher } from 'undici';
-import { abortedOutcome, abortOutcome, timeoutReason } from './abort.ts';
+import { abortOutcome, timeoutReason } from './abort.ts';
+import { whenCutShort } from './dispatch.ts';
 import {
   parseSigningOptions,
   parseTlsOptions,
@@ -156,12 +157,11 @@ export class HttpRail implements RailAdapter {
         ),
       };
     }
-    if (request.signal.aborted) return abortedOutcome(request.signal);
     // One signal for the request and its body: the caller's (dispatch timeout, shutdown), the
     // rail's own timeout, and once a 2xx status is in, the bound on reading the reference.
     const cut = new RequestCut();
-    const forwardAbort = () => cut.abort(request.signal.reason);
-    request.signal.addEventListener('abort', forwardAbort, { once: true });
+    const stopForwarding = whenCutShort(request, (reason) => cut.abort(reason));
+    if (cut.aborted) return abortOutcome(cut.reason);
     const { timeoutMs } = this.options;
     const railTimer =
       timeoutMs === undefined
@@ -192,7 +192,7 @@ export class HttpRail implements RailAdapter {
       return await this.outcomeOf(response, cut);
     } finally {
       clearTimeout(railTimer);
-      request.signal.removeEventListener('abort', forwardAbort);
+      stopForwarding();
     }
   }
 
@@ -294,12 +294,12 @@ export function parseRetryAfter(value: string | null, now: number): number | und
  * lacks the field. The rail accepted the instruction either way, so this never fails.
  */
 /**
- * One abort for a request and its body: the caller's signal (dispatch timeout, shutdown), the
+ * One abort for a request and its body: the caller's cut (dispatch timeout, shutdown), the
  * rail's own timeout and, once a 2xx status is in, the bound on reading the reference. An
- * EventEmitter, which undici takes as a request's signal, rather than a second AbortController
- * per delivery (the dispatch already has one): creating an AbortSignal costs Node 20 more than
- * the rest of a dispatch, and its garbage sets the pace of the collections that decide the
- * latency tail (issue 9).
+ * EventEmitter, which undici takes as a request's signal, rather than an AbortController per
+ * delivery: creating an AbortSignal costs Node 20 more than the rest of a dispatch, and its
+ * garbage sets the pace of the collections that decide the latency tail (issue 9). For the
+ * same reason the caller's cut is heard through `whenCutShort`, not the request's signal.
  */
 class RequestCut extends EventEmitter {
   aborted = false;
@@ -334,18 +334,29 @@ async function readReference(body: Readable, field: string): Promise<string | nu
   return null;
 }
 
-async function readBounded(body: Readable): Promise<string | null> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body as AsyncIterable<Buffer>) {
-    size += chunk.byteLength;
-    if (size > MAX_RESPONSE_BYTES) {
-      body.destroy();
-      return null;
-    }
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks, size).toString('utf8');
+/**
+ * The body as text, or null past MAX_RESPONSE_BYTES (the rest is not read). Read by its
+ * events rather than `for await`: a stream's async iterator made more garbage per delivery
+ * than the rest of the rail (issue 9).
+ */
+function readBounded(body: Readable): Promise<string | null> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    body.on('data', (chunk: Buffer) => {
+      size += chunk.byteLength;
+      if (size > MAX_RESPONSE_BYTES) {
+        body.destroy();
+        resolve(null);
+        return;
+      }
+      chunks.push(chunk);
+    });
+    body.once('end', () => resolve(Buffer.concat(chunks, size).toString('utf8')));
+    body.once('error', reject);
+    // Destroyed without an error (a cut that undici reports as a close): nothing more comes.
+    body.once('close', () => resolve(null));
+  });
 }
 
 /** Frees the connection for reuse; the body of a refusal is not recorded (it may echo the payload). */

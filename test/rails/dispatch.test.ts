@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ABORT_GRACE_MS, dispatchSafely } from '../../src/rails/dispatch.ts';
+import { ABORT_GRACE_MS, dispatchSafely, whenCutShort } from '../../src/rails/dispatch.ts';
 import { HttpRail } from '../../src/rails/http.ts';
 import type { DispatchOutcome, DispatchRequest, RailAdapter } from '../../src/rails/rail.ts';
 import { RailRegistry } from '../../src/rails/registry.ts';
@@ -238,6 +238,54 @@ describe('dispatchSafely', () => {
     const outcome = await dispatchSafely(registryWith(rail), dispatchInput(), options);
     expect(outcome).toMatchObject({ state: 'RETRYABLE', errorCode: 'BUSY' });
     expect(outcome).not.toHaveProperty('retryAfterMs');
+  });
+});
+
+describe('whenCutShort', () => {
+  /** A rail that only listens for the cut, through `whenCutShort`, and never answers. */
+  function listening(listen: (request: DispatchRequest) => DispatchRequest) {
+    const heard: unknown[] = [];
+    const rail: RailAdapter = {
+      kind: 'test',
+      dispatch: (request) => {
+        whenCutShort(listen(request), (reason) => heard.push(reason));
+        return new Promise<never>(() => {});
+      },
+    };
+    return { rail, heard };
+  }
+
+  it('tells a rail of the dispatch timeout once, with its reason', async () => {
+    const { rail, heard } = listening((request) => request);
+    const outcome = await dispatchSafely(registryWith(rail), dispatchInput(), { timeoutMs: 20 });
+    expect(outcome).toMatchObject({ state: 'RETRYABLE', errorCode: 'TIMEOUT' });
+    expect(heard).toHaveLength(1);
+    expect(heard[0]).toMatchObject({ name: 'TimeoutError' });
+  });
+
+  it("listens to the signal a copy of the request carries, when it is the copy's own", async () => {
+    const own = new AbortController();
+    const { rail, heard } = listening((request) => ({ ...request, signal: own.signal }));
+    const outcome = await dispatchSafely(registryWith(rail), dispatchInput(), { timeoutMs: 20 });
+    expect(outcome).toMatchObject({ state: 'RETRYABLE', errorCode: 'TIMEOUT' });
+    expect(heard).toEqual([]);
+    own.abort(new Error('the wrapper gave up'));
+    expect(heard).toEqual([new Error('the wrapper gave up')]);
+  });
+
+  it('calls at once for a request already cut short, and stops listening when told to', () => {
+    const aborted = { signal: AbortSignal.abort(new Error('gone')) } as DispatchRequest;
+    const heard: unknown[] = [];
+    whenCutShort(aborted, (reason) => heard.push(reason));
+    expect(heard).toEqual([new Error('gone')]);
+
+    const controller = new AbortController();
+    const stop = whenCutShort({ signal: controller.signal } as DispatchRequest, (reason) =>
+      heard.push(reason),
+    );
+    stop();
+    controller.abort();
+    expect(heard).toHaveLength(1);
   });
 });
 

@@ -52,10 +52,25 @@ describe('http rail: status → outcome', () => {
     ['a body that is not JSON', { status: 200, body: 'accepted' }],
     ['an empty body', { status: 202 }],
     ['a JSON body without the field', { status: 200, body: { status: 'ok' } }],
+    [
+      'a body over 64 KiB',
+      { status: 200, body: { reference: 'too-big', padding: 'x'.repeat(70 * 1024) } },
+    ],
   ])('2xx with %s is still DISPATCHED, with a null reference', async (_label, response) => {
     server.respondNext(response);
     const outcome = await rail().dispatch(dispatchRequest());
     expect(outcome).toMatchObject({ state: 'DISPATCHED', railReference: null });
+  });
+
+  it('reads the reference from a body of many chunks up to 64 KiB', async () => {
+    server.respondNext({
+      status: 200,
+      body: { padding: 'x'.repeat(60 * 1024), reference: 'after-the-padding' },
+    });
+    expect(await rail().dispatch(dispatchRequest())).toMatchObject({
+      state: 'DISPATCHED',
+      railReference: 'after-the-padding',
+    });
   });
 
   it.each([408, 425, 429, 500, 502, 503])('%i is RETRYABLE HTTP_%i', async (status) => {
