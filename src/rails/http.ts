@@ -24,6 +24,11 @@ export interface HttpRailOptions {
   referenceField: string;
   /** Per-rail timeout; only ever shorter than the relayer's dispatch timeout (config checks). */
   timeoutMs?: number;
+  /**
+   * Most connections this worker holds open to the rail at once (HTTP_DEFAULTS when absent);
+   * more requests wait for one, within the dispatch timeout.
+   */
+  maxConnections?: number;
   /** Mutual TLS, private CA, server name (read from files at start). */
   tls?: HttpTlsOptions;
   /** HMAC-SHA256 request signing (key read from a file at start). */
@@ -33,7 +38,16 @@ export interface HttpRailOptions {
 export const HTTP_DEFAULTS = {
   idempotencyHeader: 'Idempotency-Key',
   referenceField: 'reference',
+  /**
+   * With a backlog a worker starts up to SYMPHONY_CONCURRENCY (512) dispatches at once. One
+   * connection each made four chaos workers open 2,048 sockets to one rail at start: the
+   * burst took 2.7 s to reach the rail on an idle machine (64 per worker: 0.7 s), and on a
+   * loaded one requests reached the rail after the 8 s dispatch timeout had given up on them,
+   * so the rail was paid twice (issue 9). A bank's API wants a bounded number of connections.
+   */
+  maxConnections: 64,
 } as const;
+const MAX_CONNECTIONS = 1024;
 
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** What an HTTP/1.1 header value may hold (tab, visible ASCII, Latin-1): undici's own rule. */
@@ -56,6 +70,7 @@ export function parseHttpOptions(reader: RailOptionsReader): HttpRailOptions {
     'idempotencyHeader',
     'referenceField',
     'timeoutMs',
+    'maxConnections',
     ...TLS_FIELDS,
     'signing',
   ]);
@@ -69,6 +84,9 @@ export function parseHttpOptions(reader: RailOptionsReader): HttpRailOptions {
     reader.fail('idempotencyHeader', 'an HTTP header name');
   }
   if (reader.has('timeoutMs')) options.timeoutMs = reader.integer('timeoutMs', 1, MAX_TIMEOUT_MS);
+  if (reader.has('maxConnections')) {
+    options.maxConnections = reader.integer('maxConnections', 1, MAX_CONNECTIONS);
+  }
   const tls = parseTlsOptions(reader, options.url);
   if (tls) options.tls = tls;
   const signing = parseSigningOptions(reader, HEADER_NAME);
@@ -126,7 +144,10 @@ export class HttpRail implements RailAdapter {
     private readonly options: HttpRailOptions,
     private readonly now: () => number = Date.now,
   ) {
-    this.agent = new Agent({ connect: { ...options.tls, rejectUnauthorized: true } });
+    this.agent = new Agent({
+      connections: options.maxConnections ?? HTTP_DEFAULTS.maxConnections,
+      connect: { ...options.tls, rejectUnauthorized: true },
+    });
     const url = new URL(options.url);
     this.origin = url.origin;
     this.path = `${url.pathname}${url.search}`;

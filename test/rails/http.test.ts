@@ -244,6 +244,38 @@ describe('http rail: timeouts and network errors', () => {
   });
 });
 
+describe('http rail: connections to the rail', () => {
+  it.each([
+    ['64 by default', {}, 70, 64],
+    ['maxConnections when set', { maxConnections: 2 }, 6, 2],
+  ])(
+    'holds at most %s open at once, and every request still gets through',
+    async (_label, options, requests, bound) => {
+      // A rail of its own: the connection count is per server.
+      const slow = await startRailServer();
+      try {
+        slow.setDefault({ status: 200, body: { reference: 'held' }, delayMs: 200 });
+        const bounded = new HttpRail({
+          url: slow.url,
+          headers: {},
+          idempotencyHeader: 'Idempotency-Key',
+          referenceField: 'reference',
+          ...options,
+        });
+        const outcomes = await Promise.all(
+          Array.from({ length: requests }, () => bounded.dispatch(dispatchRequest())),
+        );
+        await bounded.close();
+        expect(outcomes.every((outcome) => outcome.state === 'DISPATCHED')).toBe(true);
+        expect(slow.requests).toHaveLength(requests);
+        expect(slow.mostConnectionsAtOnce()).toBe(bound);
+      } finally {
+        await slow.close();
+      }
+    },
+  );
+});
+
 describe('http rail: a 2xx status means DISPATCHED, whatever the body does', () => {
   it('reports DISPATCHED with a null reference when the body stalls after 200 headers', async () => {
     const request = dispatchRequest();

@@ -61,6 +61,11 @@ describe('buildRailRegistry', () => {
       '"timeoutMs" is invalid',
     ],
     [
+      'a connection bound of none',
+      { card: { type: 'http', url: 'https://r.example', maxConnections: 0 } },
+      '"maxConnections" is invalid',
+    ],
+    [
       'a bad header name',
       { card: { type: 'http', url: 'https://r.example', headers: { 'a b': 'x' } } },
       '"headers" is invalid',

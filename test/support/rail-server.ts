@@ -30,6 +30,8 @@ export interface RailServer {
   url: string;
   /** Every request received, in arrival order. */
   requests: RecordedRequest[];
+  /** The most client connections it has had open at once. */
+  mostConnectionsAtOnce(): number;
   /** Queue responses for the next calls, in order (used before per-key and default answers). */
   respondNext(...responses: ScriptedResponse[]): void;
   /** Answer every request carrying this idempotency key with `response`. */
@@ -97,12 +99,21 @@ export async function startRailServer(
     });
   });
 
+  let connections = 0;
+  let mostConnections = 0;
+  server.on('connection', (socket) => {
+    connections += 1;
+    mostConnections = Math.max(mostConnections, connections);
+    socket.on('close', () => (connections -= 1));
+  });
+
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
   const { port } = server.address() as AddressInfo;
 
   return {
     url: `http://127.0.0.1:${port}/dispatch`,
     requests,
+    mostConnectionsAtOnce: () => mostConnections,
     respondNext: (...responses) => queue.push(...responses),
     respondToKey: (key, response) => byKey.set(key, response),
     setDefault: (response) => {
@@ -122,6 +133,14 @@ export async function startRailServer(
 /** A loopback URL nothing listens on: the port was bound, then released. */
 export async function closedPortUrl(): Promise<string> {
   const server = http.createServer();
+  let connections = 0;
+  let mostConnections = 0;
+  server.on('connection', (socket) => {
+    connections += 1;
+    mostConnections = Math.max(mostConnections, connections);
+    socket.on('close', () => (connections -= 1));
+  });
+
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
   const { port } = server.address() as AddressInfo;
   await new Promise<void>((resolve) => server.close(() => resolve()));
