@@ -196,6 +196,7 @@ const SIGNAL: PropertyDescriptor = {
     return this[ABORT].signal;
   },
   enumerable: true,
+  configurable: true,
 };
 
 /**
