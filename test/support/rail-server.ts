@@ -133,14 +133,6 @@ export async function startRailServer(
 /** A loopback URL nothing listens on: the port was bound, then released. */
 export async function closedPortUrl(): Promise<string> {
   const server = http.createServer();
-  let connections = 0;
-  let mostConnections = 0;
-  server.on('connection', (socket) => {
-    connections += 1;
-    mostConnections = Math.max(mostConnections, connections);
-    socket.on('close', () => (connections -= 1));
-  });
-
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
   const { port } = server.address() as AddressInfo;
   await new Promise<void>((resolve) => server.close(() => resolve()));
