@@ -402,6 +402,28 @@ describe('claim_outbox_batch', () => {
     }
   });
 
+  it("INV-CLAIM-LEASE-PLANNED-ONCE: a new connection's first claim already leases on the generic plan, so no claim plans its lease statement afresh", async () => {
+    await enqueueItems(db.owner, 20);
+    // A connection of its own: PL/pgSQL keeps plans per connection, and auto (the default)
+    // makes custom plans, with the claimed ids written into them, for the first five calls.
+    const session = await db.connect();
+    try {
+      const { plans, claimed } = await claimPlans(session, { calls: 2, batchSize: 5 });
+      expect(claimed).toEqual([5, 5]);
+      const leasing = nestedPlans(plans).filter((plan) =>
+        plan.includes('UPDATE public.payment_outbox_pending'),
+      );
+      expect(leasing).toHaveLength(2);
+      // A generic plan looks the ids up by parameter; a custom one carries them as a constant.
+      for (const plan of leasing) {
+        expect(plan).toMatch(/"Index Cond": "\(p?\.?outbox_id = ANY \(\$\d+\)\)"/);
+        expect(plan).not.toMatch(/ANY \('\{/);
+      }
+    } finally {
+      await session.end();
+    }
+  });
+
   it("INV-CLAIM-READS-ITS-RAILS: behind 20k due rows of a paused rail and of a rail the worker does not serve, a claim over two rails takes the first due rows of those two in due order and reads no other rail's row", async () => {
     // 20,000 due rows held back, all due before the rest: a paused rail's and another's.
     await db.owner.query(

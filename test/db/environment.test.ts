@@ -120,9 +120,13 @@ describe('schema shape the invariants rely on', () => {
     const definers = rows.filter((row) => row.definer);
     expect(definers.map((row) => row.name)).toEqual(declared);
     // search_path pinned, and nothing else but the planner settings a migration gave on
-    // purpose (0037, 0040, 0043: they read the queue in index order even without statistics).
+    // purpose (0037, 0040, 0043: they read the queue in index order even without statistics;
+    // 0045: the claim plans its statements once per connection).
     const plannerSettings: Record<string, string[]> = {
-      'claim_outbox_batch(integer,text,integer,text[])': ['enable_sort=off'],
+      'claim_outbox_batch(integer,text,integer,text[])': [
+        'enable_sort=off',
+        'plan_cache_mode=force_generic_plan',
+      ],
       'outbox_next_attempt_at()': ['enable_sort=off'],
       'outbox_queue_sample(integer,integer)': ['enable_sort=off', 'enable_seqscan=off'],
     };

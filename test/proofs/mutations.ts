@@ -334,8 +334,16 @@ export const MUTATIONS: ProofMutation[] = [
       DROP INDEX public.ix_pending_due_by_rail;`,
   },
   {
+    row: 'INV-CLAIM-LEASE-PLANNED-ONCE',
+    removes: "0045's plan_cache_mode = force_generic_plan on the claim",
+    sql: `ALTER FUNCTION public.${CLAIM} RESET plan_cache_mode;`,
+  },
+  {
     row: 'INV-CLAIM-PLAN-ON-INDEXES',
-    removes: 'the lease by id array (back to the join form of 0024, items joined unfiltered)',
+    // Either one alone keeps the lease on indexes: the generic plan estimates a short id
+    // list whatever its form.
+    removes:
+      "the lease by id array (back to the join form of 0024, items joined unfiltered), and 0045's generic plans",
     sql: [
       rewriteFunction(
         'claim_outbox_batch(integer,text,integer,text[])',
@@ -353,6 +361,7 @@ END;`,
         `JOIN public.payment_outbox_items i ON i.outbox_id = l.outbox_id;
 END;`,
       ),
+      `ALTER FUNCTION public.${CLAIM} RESET plan_cache_mode;`,
     ].join('\n'),
   },
   {

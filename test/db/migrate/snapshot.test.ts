@@ -27,8 +27,8 @@ describe('schema snapshot', () => {
   it('covers functions with their body hash, definer flag, pinned search_path and other settings, and grants', async () => {
     const committed = await readFile(SNAPSHOT_FILE, 'utf8');
     expect(committed).toMatch(
-      // Every setting a function carries, in order: the claim's planner setting of 0037 too.
-      /^claim_outbox_batch\(.*security_definer=t config=search_path=pg_catalog, public, pg_temp;enable_sort=off body_sha256=[0-9a-f]{64}$/m,
+      // Every setting a function carries, in order: the claim's planner settings of 0037 and 0045 too.
+      /^claim_outbox_batch\(.*security_definer=t config=search_path=pg_catalog, public, pg_temp;enable_sort=off;plan_cache_mode=force_generic_plan body_sha256=[0-9a-f]{64}$/m,
     );
     expect(committed).toMatch(/^claim_outbox_batch\(.*\) symphony_executor EXECUTE$/m);
     expect(committed).not.toMatch(/ PUBLIC /);
