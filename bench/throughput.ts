@@ -46,7 +46,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { Agent } from 'undici';
 import { startRuntime, type Runtime } from '../src/cli/runtime.ts';
-import { claimPlans, readsWhole, sortsDueRows } from '../test/support/claim-plans.ts';
+import { claimPlans, readsWhole, sortsDueRows } from '../test/support/statement-plans.ts';
 import { loadConfig } from '../src/config.ts';
 import { migrate } from '../src/db/migrate/runner.ts';
 import {

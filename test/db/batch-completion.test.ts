@@ -16,6 +16,7 @@ import {
   expireLeases,
   makeDue,
   outboxTestBed,
+  queueBulk,
   readAttempts,
   readPending,
   secondsBetween,
@@ -25,6 +26,7 @@ import {
 } from '../support/outbox-fixtures.ts';
 import { connectAsEach, RUNTIME_ROLES } from '../support/role-boundaries.ts';
 import { expectSqlState } from '../support/sqlstate.ts';
+import { completionPlans, nestedPlans, readsWhole } from '../support/statement-plans.ts';
 
 const { db, client } = await outboxTestBed({ connections: 4, emptyQueueBeforeEach: true });
 const WORKER = 'batcher';
@@ -425,6 +427,32 @@ describe('complete_outbox_batch', () => {
       );
       expect(attempts).toHaveLength(200);
       expect(attempts.every((attempt) => attempt.attempt_no === 1)).toBe(true);
+    });
+  });
+
+  describe('plans', () => {
+    it('INV-BATCH-COMPLETE-PLAN-ON-INDEXES: with 20k rows queued, the fence of a batch of 256 outcomes finds its rows by primary key, custom and generic plans alike, and no statement of the completion reads the queue whole (auto_explain of the nested statements)', async () => {
+      await queueBulk(db.owner, 20_000, { railType: 'sandbox', secondsFromNow: -60 });
+      await db.owner.query('ANALYZE public.payment_outbox_pending, public.payment_outbox_items');
+      const batches: Completion[][] = [];
+      for (let batch = 0; batch < 6; batch += 1) {
+        const items = await claimOutboxBatch(db.owner, {
+          batchSize: 256,
+          workerId: WORKER,
+          leaseSeconds: 60,
+          railTypes: ['sandbox'],
+        });
+        batches.push(items.map((item) => dispatched(item)));
+      }
+      const { plans, recorded } = await completionPlans(client(0), WORKER, batches);
+      expect(recorded).toEqual([256, 256, 256, 256, 256, 256]);
+      const nested = nestedPlans(plans, 'complete_outbox_batch');
+      const fences = nested.filter((plan) => plan.includes('array_agg(l.drive_attempt_base)'));
+      expect(fences).toHaveLength(6);
+      expect(
+        fences.filter((plan) => !plan.includes('"Index Name": "payment_outbox_pending_pkey"')),
+      ).toEqual([]);
+      expect(nested.filter(readsWhole)).toEqual([]);
     });
   });
 

@@ -19,7 +19,7 @@ import {
   readPending,
 } from '../support/outbox-fixtures.ts';
 import { expectSqlState } from '../support/sqlstate.ts';
-import { claimPlans, nestedPlans, readsWhole, sortsDueRows } from '../support/claim-plans.ts';
+import { claimPlans, nestedPlans, readsWhole, sortsDueRows } from '../support/statement-plans.ts';
 import { freshDatabase } from '../support/database.ts';
 
 const { db, clients } = await outboxTestBed({ connections: 8, emptyQueueBeforeEach: true });

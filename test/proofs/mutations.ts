@@ -690,9 +690,49 @@ END;`,
     removes: 'the row locks of the batch fence (no wait, so no re-check)',
     sql: rewriteFunction(
       COMPLETE_BATCH,
-      `ORDER BY p.outbox_id
-         FOR UPDATE OF p`,
-      'ORDER BY p.outbox_id',
+      `LIMIT 1
+         FOR UPDATE
+   ) l;`,
+      `LIMIT 1
+   ) l;`,
+    ),
+  },
+  {
+    row: 'INV-BATCH-COMPLETE-PLAN-ON-INDEXES',
+    removes: "0046's probe per outcome (back to the fence's join of 0032)",
+    sql: rewriteFunction(
+      COMPLETE_BATCH,
+      `    FROM (
+      SELECT DISTINCT o.outbox_id, o.lease_token
+        FROM jsonb_to_recordset(p_outcomes) AS o(outbox_id uuid, lease_token uuid)
+       ORDER BY o.outbox_id, o.lease_token
+      OFFSET 0
+    ) o
+   CROSS JOIN LATERAL (
+      SELECT p.outbox_id, p.lease_token, p.drive_attempt_base
+        FROM public.payment_outbox_pending p
+       WHERE p.claimed_by = p_worker_id
+         AND p.outbox_id = o.outbox_id
+         AND p.lease_token = o.lease_token
+         -- The expiry test through COALESCE: the same test, but one that does not imply
+         -- lease_expires_at IS NOT NULL, so the probe cannot be served from
+         -- ix_pending_lease_expiry (every leased row), which statistics taken while little
+         -- was leased make look empty.
+         AND COALESCE(p.lease_expires_at, '-infinity') > clock_timestamp()
+       LIMIT 1
+         FOR UPDATE
+   ) l;`,
+      `    FROM (
+      SELECT p.outbox_id, p.lease_token, p.drive_attempt_base
+        FROM jsonb_to_recordset(p_outcomes) AS o(outbox_id uuid, lease_token uuid)
+        JOIN public.payment_outbox_pending p
+          ON p.outbox_id = o.outbox_id
+         AND p.lease_token = o.lease_token
+       WHERE p.claimed_by = p_worker_id
+         AND p.lease_expires_at > clock_timestamp()
+       ORDER BY p.outbox_id
+         FOR UPDATE OF p
+    ) l;`,
     ),
   },
   {
