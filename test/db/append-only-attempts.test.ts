@@ -44,7 +44,7 @@ describe('attempt row constraints', () => {
     );
   });
 
-  it('INV-ATTEMPTS-ITEM-FK: an attempt for an item that was never enqueued is refused with 23503', async () => {
+  it('INV-ATTEMPTS-ITEM-FK: an attempt for an item that was never enqueued is refused with 23503, and a statement with one such attempt among others records none of them', async () => {
     const error = await expectSqlState(
       db.owner.query(
         `INSERT INTO public.payment_outbox_attempts (outbox_id, attempt_no, state)
@@ -52,7 +52,18 @@ describe('attempt row constraints', () => {
       ),
       '23503',
     );
-    expect(error.message).toContain('fk_attempts_item');
+    expect(error.message).toContain('INV-ATTEMPTS-ITEM-FK');
+    expect(error.message).toContain('never enqueued');
+    const before = await readAttempts(db.owner, [outboxId]);
+    await expectSqlState(
+      db.owner.query(
+        `INSERT INTO public.payment_outbox_attempts (outbox_id, attempt_no, state)
+         VALUES ($1, 90, 'RETRYABLE'), (uuidv7(), 1, 'FAILED'), ($1, 91, 'RETRYABLE')`,
+        [outboxId],
+      ),
+      '23503',
+    );
+    expect(await readAttempts(db.owner, [outboxId])).toEqual(before);
   });
 
   it('INV-ATTEMPTS-NO-PAYLOAD: an attempt row holds the facts of the attempt, never the payload', async () => {

@@ -72,7 +72,14 @@ describe('schema shape the invariants rely on', () => {
       `SELECT conname, confrelid::regclass::text AS target FROM pg_constraint
         WHERE conrelid = 'public.payment_outbox_attempts'::regclass AND contype = 'f'`,
     );
-    expect(rows).toEqual([{ conname: 'fk_attempts_item', target: 'payment_outbox_items' }]);
+    // No foreign key at all since 0047: the item is checked per statement by a trigger.
+    expect(rows).toEqual([]);
+    const { rows: triggers } = await db.owner.query<{ name: string }>(
+      `SELECT tgname AS name FROM pg_trigger
+        WHERE tgrelid = 'public.payment_outbox_attempts'::regclass AND NOT tgisinternal
+          AND tgname = 'trg_attempts_belong_to_item'`,
+    );
+    expect(triggers).toEqual([{ name: 'trg_attempts_belong_to_item' }]);
   });
 
   it('INV-FUNC-DEFINER-PINNED: the SECURITY DEFINER functions are exactly the declared ones, each pinned to pg_catalog, public, pg_temp, and every function a runtime role may execute is one of them', async () => {

@@ -921,8 +921,8 @@ END;`,
   // Payment contract, item record and operator limits (0019–0021)
   {
     row: 'INV-ATTEMPTS-ITEM-FK',
-    removes: 'FK fk_attempts_item',
-    sql: 'ALTER TABLE public.payment_outbox_attempts DROP CONSTRAINT fk_attempts_item;',
+    removes: "0047's statement trigger trg_attempts_belong_to_item",
+    sql: 'DROP TRIGGER trg_attempts_belong_to_item ON public.payment_outbox_attempts;',
   },
   {
     row: 'INV-ATTEMPTS-NO-PAYLOAD',
