@@ -485,4 +485,49 @@ describe('the item record', () => {
       [prefix, hex64],
     );
   });
+  it('INV-PENDING-ITEM: a queued row for an item that was never enqueued is refused with 23503, inserted alone or among others, or by changing its id', async () => {
+    const prefix = uniquePrefix('pending-item');
+    const { rows } = await db.owner.query<{ outbox_id: string }>(
+      `INSERT INTO public.payment_outbox_items (
+         outbox_id, instruction_id, participant_id, sequence_id, idempotency_key, rail_type,
+         payload, payload_sha256)
+       SELECT uuidv7(), $1 || '-' || g, $1, g, $1 || '-key-' || g, 'sandbox', '{}', repeat('0', 64)
+         FROM generate_series(1, 2) AS g
+       RETURNING outbox_id`,
+      [prefix],
+    );
+    const [first, second] = rows.map((row) => row.outbox_id);
+    const queue = (values: string, params: unknown[]) =>
+      db.owner.query(
+        `INSERT INTO public.payment_outbox_pending (outbox_id, participant_id, sequence_id, rail_type)
+         VALUES ${values}`,
+        params,
+      );
+    const alone = await expectSqlState(queue(`(uuidv7(), $1, 1, 'sandbox')`, [prefix]), '23503');
+    expect(alone.message).toContain('INV-PENDING-ITEM');
+    expect(alone.message).toContain('never enqueued');
+    await expectSqlState(
+      queue(`($1, $3, 1, 'sandbox'), (uuidv7(), $3, 9, 'sandbox'), ($2, $3, 2, 'sandbox')`, [
+        first,
+        second,
+        prefix,
+      ]),
+      '23503',
+    );
+    const queued = () =>
+      db.owner.query(
+        'SELECT outbox_id FROM public.payment_outbox_pending WHERE outbox_id = ANY ($1)',
+        [[first, second]],
+      );
+    expect((await queued()).rows).toEqual([]);
+    await queue(`($1, $2, 1, 'sandbox')`, [first, prefix]);
+    await expectSqlState(
+      db.owner.query(
+        'UPDATE public.payment_outbox_pending SET outbox_id = uuidv7() WHERE outbox_id = $1',
+        [first],
+      ),
+      '23503',
+    );
+    expect((await queued()).rows).toEqual([{ outbox_id: first }]);
+  });
 });

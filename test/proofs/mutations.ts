@@ -925,6 +925,12 @@ END;`,
     sql: 'DROP TRIGGER trg_attempts_belong_to_item ON public.payment_outbox_attempts;',
   },
   {
+    row: 'INV-PENDING-ITEM',
+    removes: "0048's item checks on the queue (the statement trigger and the id-change trigger)",
+    sql: `DROP TRIGGER trg_pending_belongs_to_item ON public.payment_outbox_pending;
+          DROP TRIGGER trg_pending_keeps_an_item ON public.payment_outbox_pending;`,
+  },
+  {
     row: 'INV-ATTEMPTS-NO-PAYLOAD',
     removes: 'a payload column added back to the ledger',
     sql: 'ALTER TABLE public.payment_outbox_attempts ADD COLUMN payload jsonb;',
