@@ -450,30 +450,30 @@ async function graphileEnqueue(
  * the 2 CPUs a drain is bound by, not just how fast it went. The embedded server is local.
  */
 async function cpuMeter(bench: Bench, database: string, user?: string) {
-  const backendTicks = async () => {
+  // schedstat's first field is the task's time on a CPU in nanoseconds; /proc/<pid>/stat
+  // counts in 10 ms ticks, too coarse for the start-up of six backends.
+  const backendNs = async () => {
     const { rows } = await bench.admin.query<{ pid: number }>(
       `SELECT pid FROM pg_stat_activity WHERE datname = $1 AND ($2::text IS NULL OR usename = $2)`,
       [database, user ?? null],
     );
-    let ticks = 0;
+    let ns = 0;
     for (const { pid } of rows) {
       try {
-        const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-        ticks += Number(fields[11]) + Number(fields[12]);
+        ns += Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]);
       } catch {
         // The backend ended between the two reads: its time is lost, the figure a little low.
       }
     }
-    return ticks;
+    return ns;
   };
-  const ticksAtStart = await backendTicks();
+  const nsAtStart = await backendNs();
   const nodeAtStart = process.cpuUsage();
-  const ticksPerSecond = 100;
   return {
     /** Call before the drain's connections close; records µs of CPU per item on each side. */
     async record(label: string, items: number) {
       const node = process.cpuUsage(nodeAtStart);
-      const backendUs = ((await backendTicks()) - ticksAtStart) * (1e6 / ticksPerSecond);
+      const backendUs = ((await backendNs()) - nsAtStart) / 1e3;
       record('cpu', `${label}: database backends, CPU per item`, backendUs / items, 'µs');
       record(
         'cpu',
@@ -481,6 +481,14 @@ async function cpuMeter(bench: Bench, database: string, user?: string) {
         (node.user + node.system) / items,
         'µs',
       );
+    },
+    /** Records the CPU spent so far and how long `wallMs` took, in ms: a worker's start-up. */
+    async recordSoFar(label: string, wallMs: number) {
+      const node = process.cpuUsage(nodeAtStart);
+      const backendMs = ((await backendNs()) - nsAtStart) / 1e6;
+      record('cpu', `${label}: time`, wallMs, 'ms');
+      record('cpu', `${label}: database backends, CPU`, backendMs, 'ms');
+      record('cpu', `${label}: Node process, CPU`, (node.user + node.system) / 1e3, 'ms');
     },
   };
 }
@@ -545,7 +553,9 @@ async function drainWithRuntime(
   settings: Record<string, string>,
   done: (runtime: Runtime) => Promise<boolean>,
   beforeStop?: () => Promise<void>,
+  started?: (startMs: number) => Promise<void>,
 ): Promise<void> {
+  const starting = process.hrtime.bigint();
   const runtime = await startRuntime(
     {
       DATABASE_URL: bench.relayerUrl(name),
@@ -558,6 +568,7 @@ async function drainWithRuntime(
     createLogger({ level: 'silent', name: 'bench' }),
   );
   try {
+    await started?.(Number(process.hrtime.bigint() - starting) / 1e6);
     while (!(await done(runtime))) await new Promise((resolve) => setTimeout(resolve, 10));
     await beforeStop?.();
   } finally {
@@ -627,8 +638,15 @@ async function drainSection(bench: Bench): Promise<void> {
     await resetStatementTimes(bench, name);
     const meter = await cpuMeter(bench, name, 'bench_relayer');
     await rate('drain', mode.label, ITEMS, () =>
-      drainWithRuntime(bench, name, mode.settings, outcomesRecorded(ITEMS), () =>
-        meter.record(`relayer ${mode.key}`, ITEMS),
+      drainWithRuntime(
+        bench,
+        name,
+        mode.settings,
+        outcomesRecorded(ITEMS),
+        () => meter.record(`relayer ${mode.key}`, ITEMS),
+        // The backends and the process as `run` has started, before its first claim returns.
+        (startMs) =>
+          meter.recordSoFar(`relayer ${mode.key}: start-up until run() resolved`, startMs),
       ),
     );
     await assertAllDispatched(pool, ITEMS);
