@@ -269,9 +269,9 @@ export class Relayer {
   /**
    * Starts claims until the free slots are spoken for or MAX_CLAIMS_IN_FLIGHT claims are under
    * way. Each claim reserves the slots it asks for, so two claims never lease more items than
-   * there are slots to start them (an item's lease starts when its dispatch can start). A
-   * second claim runs alongside the first only while a backlog remains and at least
-   * refillAt slots are left for it: on a quiet queue there is one claim at a time.
+   * there are slots to start them (an item's lease starts when its dispatch can start). While
+   * a backlog remains a claim starts only when at least refillAt slots are left for it, and a
+   * second one may run alongside the first; on a quiet queue there is one claim at a time.
    */
   private fill(): number {
     let started = 0;
@@ -281,7 +281,10 @@ export class Relayer {
         this.backlog = true;
         break;
       }
-      if (this.claims.size > 0 && (!this.backlog || available < this.refillAt)) break;
+      // Under a backlog slots are freeing all the time, and each one that frees asks again
+      // (onSlotFreed): wait for refillAt of them even with no claim under way, or the claim
+      // after a full one takes the two or three freed while it ran.
+      if (this.backlog ? available < this.refillAt : this.claims.size > 0) break;
       const wanted = Math.min(available, this.options.batchSize);
       this.reservedSlots += wanted;
       this.options.metrics.tick();
