@@ -258,7 +258,7 @@ export class Relayer {
     // returns, so claims stuck on the database stop the ticks and /healthz fails, however
     // many wake-ups keep arriving.
     if (this.claims.size === 0) this.options.metrics.tick();
-    const started = this.fill();
+    const started = this.fill(source === 'drain');
     // Both claims under way, or no slot free: this wake-up's items may be newer than their
     // snapshots, so it is owed a claim once one can start (dropping it left items waiting
     // for the next poll, seconds of tail latency at 1,000/s).
@@ -270,10 +270,10 @@ export class Relayer {
    * Starts claims until the free slots are spoken for or MAX_CLAIMS_IN_FLIGHT claims are under
    * way. Each claim reserves the slots it asks for, so two claims never lease more items than
    * there are slots to start them (an item's lease starts when its dispatch can start). While
-   * a backlog remains a claim starts only when at least refillAt slots are left for it, and a
-   * second one may run alongside the first; on a quiet queue there is one claim at a time.
+   * a backlog remains a refill, or a second claim alongside the first, starts only when at
+   * least refillAt slots are left for it; on a quiet queue there is one claim at a time.
    */
-  private fill(): number {
+  private fill(refilling = false): number {
     let started = 0;
     while (this.state === 'running' && this.claims.size < MAX_CLAIMS_IN_FLIGHT) {
       const available = this.dispatcher.freeSlots() - this.reservedSlots;
@@ -281,10 +281,12 @@ export class Relayer {
         this.backlog = true;
         break;
       }
-      // Under a backlog slots are freeing all the time, and each one that frees asks again
-      // (onSlotFreed): wait for refillAt of them even with no claim under way, or the claim
-      // after a full one takes the two or three freed while it ran.
-      if (this.backlog ? available < this.refillAt : this.claims.size > 0) break;
+      // A refill (after a full claim, or as slots free under a backlog) waits for refillAt
+      // free slots even with no claim under way, or the claim after a full one took the two
+      // or three slots freed while it ran. Any other wake-up with no claim under way claims
+      // what is free: the backlog flag may be stale, and a new item must not wait for slots.
+      const worthIt = this.claims.size > 0 || refilling ? this.refillAt : 1;
+      if (this.backlog ? available < worthIt : this.claims.size > 0) break;
       const wanted = Math.min(available, this.options.batchSize);
       this.reservedSlots += wanted;
       this.options.metrics.tick();
@@ -303,7 +305,7 @@ export class Relayer {
   private afterClaim(): void {
     if (this.state !== 'running') return;
     if (this.backlog || (this.claimRequested && this.claims.size === 0)) {
-      if (this.fill() > 0) {
+      if (this.fill(true) > 0) {
         // A claim that starts now sees everything a wake-up asked for.
         this.claimRequested = false;
         this.options.metrics.wakeup('drain');
