@@ -181,7 +181,7 @@ const SETTINGS = {
   SYMPHONY_BATCH_SIZE: setting(
     integer(1, 1000),
     '256',
-    'Most items claimed at once; a claim never takes more than the free dispatch slots.',
+    'Most items claimed at once; a claim never takes more than the free dispatch slots. While a backlog lasts, a worker claims again once this many slots are free (or half its slots, if that is fewer), so it claims in full batches.',
   ),
   SYMPHONY_LEASE_SECONDS: setting(
     integer(1, 3600),
