@@ -8,8 +8,10 @@
  *             enqueue_payment_outbox_batch vs add_jobs, in chunks of 500 (8 connections each)
  *   drain     N pre-enqueued no-op items: the relayer at its shipped defaults and tuned (both
  *             through the real runtime, sandbox rail latency 0, 100% DISPATCHED), its own
- *             claim + batch completion SQL driven by plain clients, graphile-worker tuned
- *             (concurrency 24, localQueue 500, batch delays 0) and at its defaults
+ *             claim + batch completion SQL driven by plain clients (and, for reference, the
+ *             same claims with each batch deleted instead: what the ledger costs),
+ *             graphile-worker tuned (concurrency 24, localQueue 500, batch delays 0) and at
+ *             its defaults
  *   rss       peak RSS (VmHWM) of a `symphony-relay run` process draining N items at defaults,
  *             compiled as the image runs it (`npm run build` first) and through tsx as a
  *             checkout runs it; and that process's drain rate from its first attempt
@@ -52,6 +54,7 @@ import { migrate } from '../src/db/migrate/runner.ts';
 import {
   claimOutboxBatch,
   completeOutboxBatch,
+  type ClaimedItem,
   enqueuePaymentOutbox,
   enqueuePaymentOutboxBatch,
   type EnqueueRequest,
@@ -615,6 +618,70 @@ async function assertAllDispatched(pool: pg.Pool, items: number): Promise<void> 
   }
 }
 
+const SQL_ALONE = `relayer SQL alone, ${SQL_CLIENTS} clients x claim+complete ${SQL_BATCH}`;
+const WITHOUT_LEDGER = `reference, not a mode of the relayer: the same claims, each batch then deleted (no attempt row, no lease fence)`;
+
+/** SQL_CLIENTS plain clients claim SQL_BATCH at a time until the queue is empty. */
+async function claimUntilEmpty(
+  executor: pg.Pool,
+  finish: (workerId: string, claimed: ClaimedItem[]) => Promise<unknown>,
+): Promise<number> {
+  const counts = await Promise.all(
+    Array.from({ length: SQL_CLIENTS }, async (_, index) => {
+      const workerId = `sql-${index}`;
+      let claimedHere = 0;
+      for (;;) {
+        const claimed = await claimOutboxBatch(executor, {
+          batchSize: SQL_BATCH,
+          workerId,
+          leaseSeconds: 60,
+          railTypes: ['sandbox'],
+        });
+        if (claimed.length === 0) return claimedHere;
+        claimedHere += claimed.length;
+        await finish(workerId, claimed);
+      }
+    }),
+  );
+  return counts.reduce((sum, count) => sum + count, 0);
+}
+
+/**
+ * What recording the ledger costs: the SQL loop above with each claimed batch deleted from the
+ * queue by the owner instead of completed (graphile-worker's complete_jobs is such a delete).
+ * The difference between the two, in rate and in the backends' CPU per item, is the attempt
+ * row, its checks and the lease fence that every completion of the relayer writes.
+ */
+async function withoutLedgerReference(bench: Bench): Promise<void> {
+  const name = 'bench_drain_no_ledger';
+  const owner = await filledQueue(bench, name, ITEMS);
+  const executor = new pg.Pool({ connectionString: bench.relayerUrl(name), max: SQL_CLIENTS });
+  const meter = await cpuMeter(bench, name);
+  let claimed = 0;
+  try {
+    await rate('drain', WITHOUT_LEDGER, ITEMS, async () => {
+      claimed = await claimUntilEmpty(executor, (_, batch) =>
+        owner.query(
+          'DELETE FROM public.payment_outbox_pending WHERE outbox_id = ANY ($1::uuid[])',
+          [batch.map((item) => item.outboxId)],
+        ),
+      );
+    });
+    await meter.record('reference without the ledger', ITEMS);
+  } finally {
+    await executor.end();
+  }
+  const { rows } = await owner.query<{ queued: number }>(
+    'SELECT count(*)::int AS queued FROM public.payment_outbox_pending',
+  );
+  if (claimed !== ITEMS || rows[0]?.queued !== 0) {
+    throw new Error(
+      `expected ${ITEMS} items claimed once and deleted, claimed ${claimed}, ${rows[0]?.queued} queued`,
+    );
+  }
+  await bench.retire(name);
+}
+
 async function drainSection(bench: Bench): Promise<void> {
   console.error('drain');
   const modes: { key: string; label: string; settings: Record<string, string> }[] = [
@@ -661,40 +728,24 @@ async function drainSection(bench: Bench): Promise<void> {
   await resetStatementTimes(bench, name);
   const meter = await cpuMeter(bench, name, 'bench_relayer');
   try {
-    await rate(
-      'drain',
-      `relayer SQL alone, ${SQL_CLIENTS} clients x claim+complete ${SQL_BATCH}`,
-      ITEMS,
-      () =>
-        Promise.all(
-          Array.from({ length: SQL_CLIENTS }, async (_, index) => {
-            const workerId = `sql-${index}`;
-            for (;;) {
-              const claimed = await claimOutboxBatch(executor, {
-                batchSize: SQL_BATCH,
-                workerId,
-                leaseSeconds: 60,
-                railTypes: ['sandbox'],
-              });
-              if (claimed.length === 0) return;
-              await completeOutboxBatch(
-                executor,
-                workerId,
-                claimed.map((item) => ({
-                  outboxId: item.outboxId,
-                  leaseToken: item.leaseToken,
-                  state: 'DISPATCHED' as const,
-                  railReference: `ref-${item.outboxId}`,
-                  railCode: null,
-                  errorCode: null,
-                  errorMessage: null,
-                  latencyMs: 0,
-                  retryDelaySeconds: null,
-                })),
-              );
-            }
-          }),
+    await rate('drain', SQL_ALONE, ITEMS, () =>
+      claimUntilEmpty(executor, (workerId, claimed) =>
+        completeOutboxBatch(
+          executor,
+          workerId,
+          claimed.map((item) => ({
+            outboxId: item.outboxId,
+            leaseToken: item.leaseToken,
+            state: 'DISPATCHED' as const,
+            railReference: `ref-${item.outboxId}`,
+            railCode: null,
+            errorCode: null,
+            errorMessage: null,
+            latencyMs: 0,
+            retryDelaySeconds: null,
+          })),
         ),
+      ),
     );
     await meter.record('relayer SQL alone', ITEMS);
   } finally {
@@ -703,6 +754,7 @@ async function drainSection(bench: Bench): Promise<void> {
   await assertAllDispatched(pool, ITEMS);
   await statementTimes(bench, name, 'relayer SQL alone', ITEMS);
   await bench.retire(name);
+  await withoutLedgerReference(bench);
 
   for (const [label, options] of [
     [
@@ -1303,7 +1355,6 @@ function printTable(): void {
   const drainTuned = `relayer drain, tuned (${TUNED_CONCURRENCY} slots, claim ${TUNED_BATCH})`;
   const graphileTuned =
     'graphile-worker drain, tuned (concurrency 24, localQueue 500, batch delays 0)';
-  const sqlAlone = `relayer SQL alone, ${SQL_CLIENTS} clients x claim+complete ${SQL_BATCH}`;
   const lines = [
     '',
     `| section | measurement (N = ${ITEMS}, L = ${LARGE}) | value | load (1/5/15 min) | autovacuum running (100 ms samples) |`,
@@ -1322,7 +1373,12 @@ function printTable(): void {
       `${drainDefaults}: rate after its first outcome`,
       `${graphileTuned}: rate after its first outcome`,
     ),
-    ratio('drain: relayer tuned / its own SQL alone', drainTuned, sqlAlone),
+    ratio('drain: relayer tuned / its own SQL alone', drainTuned, SQL_ALONE),
+    ratio(
+      'drain: its own SQL alone / the same claims without the ledger',
+      SQL_ALONE,
+      WITHOUT_LEDGER,
+    ),
     ratio(
       'drain: relayer defaults / graphile-worker defaults',
       drainDefaults,
