@@ -345,6 +345,33 @@ describe("the producer's trace context", () => {
     },
   );
 
+  // The item record's own CHECK, for any writer (the enqueue functions refuse first, P7407).
+  it.each([
+    // 55 characters, but 31 and 17 hex digits: the dashes at 35 and 53.
+    '00-4bf92f3577b34da6a3ce929d0e0e473-600f067aa0ba902b7-01',
+    '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g',
+    '01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
+    '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\n',
+  ])(
+    'INV-ENQUEUE-TRACEPARENT: the item record refuses traceparent %j written directly, with 23514',
+    async (traceparent) => {
+      const insertItem = (prefix: string, value: string) =>
+        db.owner.query(
+          `INSERT INTO public.payment_outbox_items (outbox_id, instruction_id, participant_id,
+                  sequence_id, idempotency_key, rail_type, payload, payload_sha256, traceparent)
+           VALUES (uuidv7(), $1, $1, 1, $1, 'sandbox', '{}',
+                   encode(sha256(convert_to('{}', 'UTF8')), 'hex'), $2)`,
+          [prefix, value],
+        );
+      // The same row with a valid traceparent is accepted: only the traceparent is refused.
+      await insertItem(
+        uniquePrefix('trace-row-ok'),
+        '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
+      );
+      await expectSqlState(insertItem(uniquePrefix('trace-row'), traceparent), '23514');
+    },
+  );
+
   it('INV-ENQUEUE-TRACEPARENT: a valid traceparent is stored with the item and handed to the claimer', async () => {
     const prefix = uniquePrefix('trace-ok');
     const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
