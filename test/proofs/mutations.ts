@@ -1015,6 +1015,11 @@ END;`,
     ),
   },
   {
+    row: 'INV-ENQUEUE-TRACEPARENT',
+    removes: "the item record's traceparent CHECK (0051's ck_items_traceparent_w3c)",
+    sql: 'ALTER TABLE public.payment_outbox_items DROP CONSTRAINT ck_items_traceparent_w3c;',
+  },
+  {
     row: 'INV-ITEMS-APPEND-ONLY',
     removes: 'the append-only triggers of payment_outbox_items',
     sql:
