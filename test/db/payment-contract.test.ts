@@ -329,6 +329,8 @@ describe('bounded inputs, refused at enqueue', () => {
 });
 
 describe("the producer's trace context", () => {
+  const validTraceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+
   it.each([
     'not-a-traceparent',
     '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7',
@@ -364,17 +366,14 @@ describe("the producer's trace context", () => {
           [prefix, value],
         );
       // The same row with a valid traceparent is accepted: only the traceparent is refused.
-      await insertItem(
-        uniquePrefix('trace-row-ok'),
-        '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
-      );
+      await insertItem(uniquePrefix('trace-row-ok'), validTraceparent);
       await expectSqlState(insertItem(uniquePrefix('trace-row'), traceparent), '23514');
     },
   );
 
   it('INV-ENQUEUE-TRACEPARENT: a valid traceparent is stored with the item and handed to the claimer', async () => {
     const prefix = uniquePrefix('trace-ok');
-    const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    const traceparent = validTraceparent;
     const { outboxId } = await enqueuePaymentOutbox(db.owner, request(prefix, { traceparent }));
     const [batched] = await enqueuePaymentOutboxBatch(db.owner, [
       request(`${prefix}-batch`, { traceparent }),
