@@ -236,7 +236,7 @@ const SETTINGS = {
   SYMPHONY_COMPLETION_BATCH: setting(
     boolean,
     'true',
-    'Group commit of outcomes: outcomes that finish in the same event-loop turn, or while a batch is being recorded, go together in one transaction (up to 4 batches in flight; a lone outcome waits one event-loop turn); false records each outcome in its own transaction.',
+    'Group commit of outcomes: outcomes that finish in the same event-loop turn, or while a batch is being recorded, go together in one transaction (up to 2 batches in flight; a lone outcome waits one event-loop turn); false records each outcome in its own transaction.',
   ),
   SYMPHONY_SHUTDOWN_GRACE_MS: setting(
     integer(0, 600_000),

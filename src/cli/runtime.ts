@@ -68,7 +68,7 @@ export function relayerPoolSizes(
 /**
  * Pool connections one relayer opens at most, all its pools together (plus one LISTEN
  * connection unless poll-only). Independent of SYMPHONY_CONCURRENCY when batching is on:
- * 2 + 2 + 1 = 5.
+ * 1 + 2 + 1 = 4.
  */
 export function relayerPoolSize(config: Pick<RelayerConfig, 'concurrency' | 'completionBatch'>) {
   const sizes = relayerPoolSizes(config);

@@ -66,13 +66,13 @@ async function sampleBackends(
 
 describe('database connections per relayer process', () => {
   it.each([
-    // The README's figures: 5 pool connections (2 claims, 2 completion batches in flight,
+    // The README's figures: 4 pool connections (the claim, 2 completion batches in flight,
     // one for repair and the queue sample) plus one LISTEN connection, however many slots.
-    ['completion batches (the default), 1024 slots', 5, { SYMPHONY_CONCURRENCY: '1024' }],
-    // Per-item completions: min(slots, 16) + 3.
+    ['completion batches (the default), 1024 slots', 4, { SYMPHONY_CONCURRENCY: '1024' }],
+    // Per-item completions: min(slots, 16) + 2.
     [
       'per-item completions, 1024 slots',
-      19,
+      18,
       { SYMPHONY_CONCURRENCY: '1024', SYMPHONY_COMPLETION_BATCH: 'false' },
     ],
   ])(

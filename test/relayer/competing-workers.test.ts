@@ -56,8 +56,8 @@ describe('competing relayer processes', () => {
   it('under the pipelined claim and completion: four processes, retries, a short lease and one SIGKILL mid-drain leave every item exactly one terminal attempt', async () => {
     const target = await relayerDatabase();
     const items = 3_000;
-    // Small claims on many slots, so every worker keeps two claims and several completion
-    // batches in flight; a fifth of the dispatches come back RETRYABLE and are claimed again.
+    // Small claims on many slots, so every worker claims again and again while several
+    // completion batches are in flight; a fifth of the dispatches come back RETRYABLE and are claimed again.
     const env = (worker: string) =>
       target.env({
         SYMPHONY_WORKER_ID: worker,
