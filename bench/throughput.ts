@@ -22,7 +22,8 @@
  *             one unmeasured second of the same traffic
  *   scale     the relayer's drain rate (N items, defaults) with L not-yet-due rows behind
  *             the due ones, and with L due rows (the first N, then the next N), against N
- *             with nothing else (drained before and after the L cases; ratios of means);
+ *             with nothing else (each drain with L rows paired with one of N with nothing
+ *             else, back to back; a case's ratio is the mean of its two pairs' ratios);
  *             whether any statement of a claim
  *             scans the queue at L rows (auto_explain); a new connection's first claims on
  *             L due rows before and after the queue is first analyzed (and whether any plan
@@ -1207,40 +1208,53 @@ async function bulkRows(
 
 async function scaleSection(bench: Bench): Promise<void> {
   console.error('scale');
-  // Every case is drained twice and the ratios compare means: one drain takes under two
-  // seconds, and this machine's speed drifts by more than the 10 % the goal allows between
-  // two of them. The drains without L rows come first and last, around the L cases.
+  // Each drain with L rows is paired with a drain of N with nothing else, back to back, the
+  // first to run alternating: this machine's speed drifts by more than the 10 % the goal
+  // allows between drains minutes apart, while two drains seconds apart share its phase. A
+  // case's ratio is the mean of its two pairs' ratios.
   const drainOnce = (database: string, label: string) =>
     rate('scale', label, ITEMS, () =>
       drainWithRuntime(bench, database, {}, outcomesRecorded(ITEMS)),
     );
-  const drainAlone = async (round: number) => {
-    const database = `bench_scale_small_${round}`;
+  let aloneDrains = 0;
+  const drainAlone = async () => {
+    aloneDrains += 1;
+    const database = `bench_scale_small_${aloneDrains}`;
     await filledQueue(bench, database, ITEMS);
     const drained = await drainOnce(
       database,
-      `relayer drain at defaults, N due, nothing else (drain ${round} of 2)`,
+      `relayer drain at defaults, N due, nothing else (drain ${aloneDrains} of 4)`,
     );
     await bench.retire(database);
     return drained;
   };
-  const alone = [await drainAlone(1)];
+  /** `withLarge` (a drain with L rows) over a drain with nothing else run beside it. */
+  const paired = async (pair: number, withLarge: () => Promise<number>) => {
+    if (pair % 2 === 1) {
+      const alone = await drainAlone();
+      return (await withLarge()) / alone;
+    }
+    const large = await withLarge();
+    return large / (await drainAlone());
+  };
 
   const future = await bench.symphony('bench_scale_future');
   await bulkRows(future, 'future', LARGE, '1 day');
   const withFuture: number[] = [];
   for (const round of [1, 2]) {
-    await fanOut(
-      future,
-      ENQUEUE_CONNECTIONS,
-      chunks(requests(`due-${round}`, ITEMS), ENQUEUE_CHUNK),
-      (c, chunk) => enqueuePaymentOutboxBatch(c, chunk),
-    );
     withFuture.push(
-      await drainOnce(
-        'bench_scale_future',
-        `relayer drain at defaults, N due behind ${LARGE} not yet due (drain ${round} of 2)`,
-      ),
+      await paired(round, async () => {
+        await fanOut(
+          future,
+          ENQUEUE_CONNECTIONS,
+          chunks(requests(`due-${round}`, ITEMS), ENQUEUE_CHUNK),
+          (c, chunk) => enqueuePaymentOutboxBatch(c, chunk),
+        );
+        return drainOnce(
+          'bench_scale_future',
+          `relayer drain at defaults, N due behind ${LARGE} not yet due (drain ${round} of 2)`,
+        );
+      }),
     );
   }
   await recordClaimScans(bench, 'bench_scale_future', `${LARGE} not yet due`);
@@ -1269,8 +1283,12 @@ async function scaleSection(bench: Bench): Promise<void> {
     'ms',
   );
   const withDue = [
-    await drainOnce('bench_scale_due', `relayer drain at defaults, first N of ${LARGE} due`),
-    await drainOnce('bench_scale_due', `relayer drain at defaults, next N of ${LARGE} due`),
+    await paired(3, () =>
+      drainOnce('bench_scale_due', `relayer drain at defaults, first N of ${LARGE} due`),
+    ),
+    await paired(4, () =>
+      drainOnce('bench_scale_due', `relayer drain at defaults, next N of ${LARGE} due`),
+    ),
   ];
   await recordClaimScans(bench, 'bench_scale_due', `${LARGE} due`);
 
@@ -1311,20 +1329,21 @@ async function scaleSection(bench: Bench): Promise<void> {
     await executor.end();
   }
   await bench.retire('bench_scale_due');
-  alone.push(await drainAlone(2));
   const mean = (values: number[]) => values.reduce((sum, value) => sum + value, 0) / values.length;
-  record(
-    'scale',
-    `ratio: ${LARGE} not yet due / nothing else (means of two drains each)`,
-    mean(withFuture) / mean(alone),
-    'x',
-  );
-  record(
-    'scale',
-    `ratio: ${LARGE} due / nothing else (means of two drains each)`,
-    mean(withDue) / mean(alone),
-    'x',
-  );
+  for (const [what, ratios] of [
+    [`${LARGE} not yet due`, withFuture],
+    [`${LARGE} due`, withDue],
+  ] as const) {
+    ratios.forEach((value, index) =>
+      record('scale', `ratio: ${what} / nothing else, pair ${index + 1} of 2`, value, 'x'),
+    );
+    record(
+      'scale',
+      `ratio: ${what} / nothing else (mean of two pairs, each two drains back to back)`,
+      mean(ratios),
+      'x',
+    );
+  }
   await heldBackCase(bench);
 }
 
