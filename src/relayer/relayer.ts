@@ -27,11 +27,14 @@ import { Wakeup } from './wakeup.ts';
  * bench machine; issue 9).
  */
 export interface RelayerPools {
-  /** Claims, and what follows them: the next-due lookup, releasing unstarted leases. */
+  /** Claims (one at a time, see MAX_CLAIMS_IN_FLIGHT), and releasing unstarted leases at stop. */
   claims: pg.Pool;
   /** Recording outcomes. */
   completions: pg.Pool;
-  /** The repair, the queue sample, pauses and rail controls. */
+  /**
+   * The repair, the queue sample, pauses and rail controls, and the earliest-retry lookup after
+   * a claim found nothing (on the one claim connection, a claim woken meanwhile would wait).
+   */
   background: pg.Pool;
 }
 
@@ -376,7 +379,7 @@ export class Relayer {
   private async lookUpNextDue(): Promise<void> {
     this.nextDueLookedUpAt = Date.now();
     try {
-      const next = await outboxNextAttemptAt(this.options.pools.claims);
+      const next = await outboxNextAttemptAt(this.options.pools.background);
       if (next && next.getTime() > Date.now()) this.wakeup.scheduleAt(next);
     } catch (error) {
       this.setDatabaseReachable(false);
