@@ -265,6 +265,15 @@ describe('bounded inputs, refused at enqueue', () => {
     },
   );
 
+  it('INV-ENQUEUE-RAIL-TYPE: a rail_type of 64 characters using every allowed sign is accepted', async () => {
+    const prefix = uniquePrefix('rail-ok');
+    const railType = `Z9_.:-${'r'.repeat(58)}`;
+    expect(railType).toHaveLength(64);
+    expect(await enqueuePaymentOutbox(db.owner, request(prefix, { railType }))).toMatchObject({
+      state: 'PENDING',
+    });
+  });
+
   it('INV-ENQUEUE-PAYLOAD-SIZE: a payload over max_payload_bytes (64 KiB by default) is refused with P7403 naming the limit', async () => {
     const prefix = uniquePrefix('size');
     const big = { blob: 'x'.repeat(64 * 1024) };

@@ -961,6 +961,15 @@ END;`,
       ),
   },
   {
+    row: 'INV-KEY-ONE-PAYMENT',
+    removes: "the batch's comparison of elements that share a key (since 0052 run only then)",
+    sql: rewriteFunction(
+      ENQUEUE_BATCH,
+      'IF v_key_count < jsonb_array_length(p_items) THEN',
+      'IF false THEN',
+    ),
+  },
+  {
     row: 'INV-KEY-REPLAY-EXACT',
     removes: 'the content comparison of a replay',
     sql: rewriteFunction(
@@ -983,7 +992,7 @@ END;`,
     removes: 'the rail_type pattern check',
     sql: rewriteFunction(
       'outbox_item_input_problem(text,text,text,text,jsonb,text,integer,integer)',
-      "IF p_rail_type !~ '^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$' THEN",
+      "IF length(p_rail_type) > 64 OR p_rail_type !~ '^[A-Za-z0-9][A-Za-z0-9_.:-]*$' THEN",
       'IF false THEN',
     ),
   },
