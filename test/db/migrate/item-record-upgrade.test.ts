@@ -13,6 +13,7 @@ import {
   claimOutboxBatch,
   completeOutboxAttempt,
   enqueuePaymentOutbox,
+  enqueuePaymentOutboxBatch,
 } from '../../../src/db/outbox.ts';
 import { freshDatabase } from '../../support/database.ts';
 import { expectSqlState } from '../../support/sqlstate.ts';
@@ -118,6 +119,22 @@ it('INV-ITEMS-UPGRADE-LOSSLESS: items queued, retried, repaired and finished und
     state: 'DISPATCHED',
   });
   await expectSqlState(replay('pay-eve', 'pp-3', 1), 'P7401');
+  // The same through batches (one payment per key within a batch): the stored key is found
+  // whether its item is the key's owner or a grandfathered re-user.
+  const request = (instructionId: string, participantId: string, amount: number) => ({
+    instructionId,
+    participantId,
+    idempotencyKey: 'INV-0001',
+    railType: 'sandbox',
+    payload: { amount, to: instructionId },
+  });
+  expect(await enqueuePaymentOutboxBatch(sql, [request('pay-bob', 'pp-2', 5000)])).toMatchObject([
+    { outboxId: bob, state: 'DISPATCHED' },
+  ]);
+  expect(await enqueuePaymentOutboxBatch(sql, [request('pay-alice', 'pp-1', 100)])).toMatchObject([
+    { outboxId: alice, state: 'DISPATCHED' },
+  ]);
+  await expectSqlState(enqueuePaymentOutboxBatch(sql, [request('pay-eve', 'pp-3', 1)]), 'P7401');
 
   // The queue flows on: carol (retry scheduled) and dave (requeued by repair) are delivered.
   await sql.query('UPDATE public.payment_outbox_pending SET next_attempt_at = now()');
