@@ -18,11 +18,33 @@ async function dispatchedCount(target: RelayerDatabase): Promise<number> {
   return rows[0]?.n ?? -1;
 }
 
+/**
+ * Gives up well inside the test’s 60 s, saying where the items are: a wait that outlives the
+ * test's timeout reports only "timed out" (it did once, in a full suite run; every other run
+ * of this file took 7-11 s).
+ */
 async function waitForDispatched(target: RelayerDatabase, count: number): Promise<void> {
-  await waitUntil(async () => ((await dispatchedCount(target)) === count ? true : undefined), {
-    description: `${count} items DISPATCHED`,
-    attempts: 720,
-  });
+  try {
+    await waitUntil(async () => ((await dispatchedCount(target)) === count ? true : undefined), {
+      description: `${count} items DISPATCHED`,
+      attempts: 140,
+    });
+  } catch (error) {
+    const { rows } = await target.db.owner.query<{ where_they_are: unknown }>(
+      `SELECT json_build_object(
+         'attempts', (SELECT json_object_agg(s.state, s.n) FROM (SELECT state::text, count(*) AS n
+                        FROM payment_outbox_attempts GROUP BY state) s),
+         'queued', (SELECT json_agg(json_build_object('claimed_by', q.claimed_by,
+                      'lease_expires_at', q.lease_expires_at, 'next_attempt_at', q.next_attempt_at,
+                      'attempt_count', q.attempt_count) ORDER BY q.next_attempt_at)
+                      FROM payment_outbox_pending q),
+         'rail_state', (SELECT json_agg(r) FROM outbox_rail_state r),
+         'now', now()) AS where_they_are`,
+    );
+    throw new Error(`${(error as Error).message}; ${JSON.stringify(rows[0]?.where_they_are)}`, {
+      cause: error,
+    });
+  }
 }
 
 async function controlLogin(target: RelayerDatabase) {
