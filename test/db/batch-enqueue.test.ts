@@ -6,9 +6,10 @@ import {
   enqueuePaymentOutboxBatch,
   type EnqueueRequest,
 } from '../../src/db/outbox.ts';
-import { outboxTestBed, uniquePrefix } from '../support/outbox-fixtures.ts';
+import { outboxTestBed, queueBulk, uniquePrefix } from '../support/outbox-fixtures.ts';
 import { connectAsEach, RUNTIME_ROLES } from '../support/role-boundaries.ts';
 import { expectSqlState } from '../support/sqlstate.ts';
+import { explainedPlans, scansWhole } from '../support/statement-plans.ts';
 
 const { db, clients } = await outboxTestBed({ connections: 8 });
 const as = await connectAsEach(db, RUNTIME_ROLES);
@@ -277,5 +278,34 @@ describe('enqueue_payment_outbox_batch', () => {
         await enqueuePaymentOutboxBatch(as.symphony_ingest, [request(prefix, 'ingest')]),
       ).toMatchObject([{ sequenceId: '1', state: 'PENDING' }]);
     });
+  });
+});
+
+describe('enqueue plans at size', () => {
+  it('INV-ENQUEUE-PLAN-ON-INDEXES: with 20k items in the record, batch and single enqueues of fresh and stored keys find every key through an index, custom and generic plans alike: no statement reads the item record or the queue whole (auto_explain of the nested statements)', async () => {
+    const prefix = uniquePrefix('plans');
+    await queueBulk(db.owner, 20_000, { railType: 'sandbox', secondsFromNow: 3600, prefix });
+    const stored = oneToN(3).map((key) => request(prefix, `stored-${key}`));
+    await enqueuePaymentOutboxBatch(db.owner, stored);
+    await db.owner.query('ANALYZE public.payment_outbox_items, public.payment_outbox_pending');
+    const client = clients[0]!;
+    // Six calls of each kind: PL/pgSQL plans a statement afresh five times, then may settle
+    // on a generic plan.
+    const plans = await explainedPlans(client, async () => {
+      for (let call = 0; call < 6; call += 1) {
+        const fresh = oneToN(200).map((key) => request(prefix, `fresh-${call}-${key}`));
+        await enqueuePaymentOutboxBatch(client, fresh);
+        await enqueuePaymentOutboxBatch(client, [
+          ...oneToN(20).map((key) => request(prefix, `mixed-${call}-${key}`)),
+          ...stored,
+        ]);
+        await enqueuePaymentOutbox(client, request(prefix, `single-${call}`));
+        await enqueuePaymentOutbox(client, stored[call % stored.length]!);
+      }
+    });
+    const nested = plans.filter((plan) => !plan.includes('FROM public.enqueue_payment_outbox'));
+    // The batch's look-up of stored keys, and the replays' look-up of each key's item.
+    expect(nested.filter((plan) => plan.includes('i.legacy_key_reuse')).length).toBeGreaterThan(12);
+    expect(nested.filter(scansWhole)).toEqual([]);
   });
 });

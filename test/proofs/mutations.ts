@@ -970,6 +970,16 @@ END;`,
     ),
   },
   {
+    row: 'INV-ENQUEUE-PLAN-ON-INDEXES',
+    removes:
+      "the legacy_key_reuse terms that let the batch's key probes use 0052's partial indexes",
+    sql: rewriteFunction(
+      ENQUEUE_BATCH,
+      'WHERE i.idempotency_key = k.idempotency_key AND NOT i.legacy_key_reuse',
+      'WHERE i.idempotency_key = k.idempotency_key',
+    ),
+  },
+  {
     row: 'INV-KEY-REPLAY-EXACT',
     removes: 'the content comparison of a replay',
     sql: rewriteFunction(

@@ -98,6 +98,14 @@ export const readsWhole = (plan: string) =>
     plan,
   );
 
+/**
+ * A plan that reads the queue or the item record by a sequential scan. Stricter than
+ * readsWhole about what it forgives: a bitmap scan driven by an index (a key lookup among
+ * 0020's grandfathered re-users, say) is a lookup, not a whole read.
+ */
+export const scansWhole = (plan: string) =>
+  /"Node Type": "Seq Scan"[^{}]*"Relation Name": "payment_outbox_(pending|items)"/.test(plan);
+
 /** The claim's pick of due ids, planned as a sort of the due rows instead of the index order. */
 export const sortsDueRows = (plan: string) =>
   plan.includes('ORDER BY d.next_attempt_at') && plan.includes('"Node Type": "Sort"');
