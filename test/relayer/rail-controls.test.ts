@@ -19,9 +19,9 @@ async function dispatchedCount(target: RelayerDatabase): Promise<number> {
 }
 
 /**
- * Gives up well inside the test’s 60 s, saying where the items are: a wait that outlives the
+ * Gives up well inside the test's 60 s, saying where the items are: a wait that outlives the
  * test's timeout reports only "timed out" (it did once, in a full suite run; every other run
- * of this file took 7-11 s).
+ * of this file took 9-11 s).
  */
 async function waitForDispatched(target: RelayerDatabase, count: number): Promise<void> {
   try {

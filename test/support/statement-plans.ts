@@ -99,9 +99,9 @@ export const readsWhole = (plan: string) =>
   );
 
 /**
- * A plan that reads the queue or the item record by a sequential scan. Stricter than
- * readsWhole about what it forgives: a bitmap scan driven by an index (a key lookup among
- * 0020's grandfathered re-users, say) is a lookup, not a whole read.
+ * A plan that reads the queue or the item record by a sequential scan. Narrower than
+ * readsWhole, which also counts every bitmap scan: here a bitmap scan driven by an index (a
+ * key lookup among 0020's grandfathered re-users, say) is a lookup, not a whole read.
  */
 export const scansWhole = (plan: string) =>
   /"Node Type": "Seq Scan"[^{}]*"Relation Name": "payment_outbox_(pending|items)"/.test(plan);
