@@ -25,11 +25,11 @@
 -- alternating with and without this migration: with 1 and 2 only, enqueue_payment_outbox_batch
 -- took 19.6-20.5 ms per batch before and 17.9-18.3 after (three each); with a traceparent on
 -- every item 24.0-24.5 before, 19.8-20.6 after; a single enqueue's check 36-38 us before,
--- 34-36 after. 3 changes nothing measurable on a young record (20,000 items: 19.6-22.6
--- against 18.0-21.7 ms, the machine's noise), but the record only grows: with 1,000,000 items
--- stored and random keys (UUIDs), 33.1-35.0 ms before and 24.5-25.1 after (two each), the
--- insert statement 16.4-18.2 against 10.0-10.6 ms: each key written into one index of a
--- million random keys instead of two.
+-- 34-36 after. With all three on a young record (20,000 items), in a noisier hour: 19.6-22.6
+-- ms before against 18.0-21.7 after, so 3 shows nothing there beyond the noise; but the
+-- record only grows: with 1,000,000 items stored under random keys (UUIDs), 33.1-35.0 ms
+-- before and 24.5-25.1 after (two each), the insert statement 16.4-18.2 against 10.0-10.6
+-- ms: each key written into one index of a million random keys instead of two.
 --
 -- Live record: the new index is built CONCURRENTLY (enqueues go on; the runner drops an
 -- INVALID leftover of an interrupted build before retrying), the lookups are replaced, and
