@@ -5,7 +5,9 @@
  * measurement an autovacuum worker ran):
  *
  *   enqueue   N items: enqueue_payment_outbox one call each vs graphile_worker.add_job, and
- *             enqueue_payment_outbox_batch vs add_jobs, in chunks of 500 (8 connections each)
+ *             enqueue_payment_outbox_batch vs WorkerUtils.addJobs (and, for reference,
+ *             add_jobs with the payloads built by the server), in chunks of 500 (8
+ *             connections each)
  *   drain     N pre-enqueued no-op items: the relayer at its shipped defaults and tuned (both
  *             through the real runtime, sandbox rail latency 0, 100% DISPATCHED), its own
  *             claim + batch completion SQL driven by plain clients (and, for reference, the
@@ -16,7 +18,9 @@
  *             the rounds' ratios
  *   rss       peak RSS (VmHWM) of a `symphony-relay run` process draining N items at defaults,
  *             compiled as the image runs it (`npm run build` first) and through tsx as a
- *             checkout runs it; and that process's drain rate from its first attempt
+ *             checkout runs it, and of a graphile-worker process (bench/graphile-worker-
+ *             process.mjs) draining N jobs, tuned and at its defaults; and each process's
+ *             drain rate from its first item done
  *   latency   enqueue commit -> arrival at a loopback HTTP rail, at 200/s and 1,000/s, relayer at
  *             defaults vs graphile-worker tuned (its task POSTs to the same server), each after
  *             one unmeasured second of the same traffic
@@ -42,7 +46,7 @@
  *   BENCH_TUNED_CONCURRENCY=1024 BENCH_TUNED_BATCH=256   the "tuned" relayer
  *   BENCH_DRAIN_ROUNDS=3     rounds of the headline drain pair (the first is the main drains)
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
@@ -114,6 +118,7 @@ const GRAPHILE_DEFAULTS = { concurrency: 1, preset: {} };
 const POLICY_FILE = fileURLToPath(new URL('../policy/development.json', import.meta.url));
 const CLI = fileURLToPath(new URL('../bin/symphony-relay.js', import.meta.url));
 const DIST_CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
+const GRAPHILE_PROCESS = fileURLToPath(new URL('./graphile-worker-process.mjs', import.meta.url));
 const NO_OP_RAILS = JSON.stringify({
   sandbox: {
     type: 'sandbox',
@@ -238,6 +243,16 @@ async function fanOut<T>(
       } finally {
         client.release();
       }
+    }),
+  );
+}
+
+/** `lanes` calls of `run` at once, each lane taking the next piece until none is left. */
+async function inLanes<T>(lanes: number, pieces: T[], run: (piece: T) => Promise<unknown>) {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: lanes }, async () => {
+      while (next < pieces.length) await run(pieces[next++] as T);
     }),
   );
 }
@@ -417,31 +432,59 @@ async function enqueueSection(bench: Bench): Promise<void> {
       ),
     ),
   );
-  await graphileEnqueue(bench, 'bench_graphile_add_jobs', (pool) =>
-    rate(
-      'enqueue',
-      `graphile-worker add_jobs with job_key, batches of ${ENQUEUE_CHUNK}`,
-      ITEMS,
-      () =>
-        fanOut(
-          pool,
+  // Its users add jobs through WorkerUtils.addJobs: the payloads go as JSON from this process,
+  // as the relayer's do, and every added job comes back. The figure the ratio uses.
+  await graphileEnqueue(bench, 'bench_graphile_add_jobs_utils', async (pool) => {
+    const { makeWorkerUtils } = await import('graphile-worker');
+    const utils = await makeWorkerUtils({ pgPool: pool });
+    try {
+      await rate('enqueue', GRAPHILE_ADD_JOBS, ITEMS, () =>
+        inLanes(
           ENQUEUE_CONNECTIONS,
           chunks(
             Array.from({ length: ITEMS }, (_, n) => n),
             ENQUEUE_CHUNK,
           ),
-          (client, chunk) =>
-            client.query(
-              `SELECT graphile_worker.add_jobs(array_agg(
+          (chunk) =>
+            utils.addJobs(
+              chunk.map((n) => ({
+                identifier: 'noop',
+                payload: { amount: '10.00', currency: 'ZMW', n },
+                jobKey: `batch-key-${n}`,
+              })),
+            ),
+        ),
+      );
+    } finally {
+      await utils.release();
+    }
+  });
+  // For reference, the call this bench used before: add_jobs with the payloads built by the
+  // server from a list of numbers, so that no payload travels as JSON and no job comes back.
+  await graphileEnqueue(bench, 'bench_graphile_add_jobs', (pool) =>
+    rate('enqueue', GRAPHILE_ADD_JOBS_SERVER_BUILT, ITEMS, () =>
+      fanOut(
+        pool,
+        ENQUEUE_CONNECTIONS,
+        chunks(
+          Array.from({ length: ITEMS }, (_, n) => n),
+          ENQUEUE_CHUNK,
+        ),
+        (client, chunk) =>
+          client.query(
+            `SELECT graphile_worker.add_jobs(array_agg(
              ROW('noop', json_build_object('amount', '10.00', 'currency', 'ZMW', 'n', n),
                  null, null, null, 'batch-key-' || n, null, null)::graphile_worker.job_spec))
              FROM unnest($1::int[]) AS n`,
-              [chunk],
-            ),
-        ),
+            [chunk],
+          ),
+      ),
     ),
   );
 }
+
+const GRAPHILE_ADD_JOBS = `graphile-worker WorkerUtils.addJobs with jobKey, batches of ${ENQUEUE_CHUNK}`;
+const GRAPHILE_ADD_JOBS_SERVER_BUILT = `graphile-worker add_jobs with job_key, batches of ${ENQUEUE_CHUNK}, payloads built by the server (reference)`;
 
 /** A graphile-worker database, a producer pool on it for `work`, then the database retired. */
 async function graphileEnqueue(
@@ -740,21 +783,29 @@ async function relayerDrain(
   return drained;
 }
 
+/** Adds `count` no-op jobs, in chunks of 1,000, through graphile-worker's own utilities. */
+async function addGraphileJobs(connectionString: string, count: number): Promise<void> {
+  const { makeWorkerUtils } = await import('graphile-worker');
+  const utils = await makeWorkerUtils({ connectionString });
+  try {
+    for (const chunk of chunks(
+      Array.from({ length: count }, (_, n) => n),
+      1000,
+    )) {
+      await utils.addJobs(chunk.map((n) => ({ identifier: 'noop', payload: { n } })));
+    }
+  } finally {
+    await utils.release();
+  }
+}
+
 /** graphile-worker drains N jobs added beforehand (with its CPU per job in round 1). */
 async function graphileDrain(bench: Bench, key: 'tuned' | 'defaults', round = 1): Promise<number> {
   const options = key === 'tuned' ? GRAPHILE_TUNED : GRAPHILE_DEFAULTS;
   const label = key === 'tuned' ? GRAPHILE_DRAIN_TUNED : GRAPHILE_DRAIN_DEFAULTS;
   const database = `bench_graphile_drain_${key}_${round}`;
   const connectionString = await bench.graphile(database);
-  const { makeWorkerUtils } = await import('graphile-worker');
-  const utils = await makeWorkerUtils({ connectionString });
-  for (const chunk of chunks(
-    Array.from({ length: ITEMS }, (_, n) => n),
-    1000,
-  )) {
-    await utils.addJobs(chunk.map((n) => ({ identifier: 'noop', payload: { n } })));
-  }
-  await utils.release();
+  await addGraphileJobs(connectionString, ITEMS);
   const meter = round === 1 ? await cpuMeter(bench, database) : undefined;
   const drained = await rate('drain', roundLabel(label, round), ITEMS, () =>
     graphileRun(
@@ -917,40 +968,134 @@ async function rssSection(bench: Bench): Promise<void> {
       },
       stdio: 'ignore',
     });
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    const status = () => readFileSync(`/proc/${child.pid}/status`, 'utf8');
-    const megabytes = (field: string, text: string) =>
-      Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(text)?.[1] ?? Number.NaN) / 1024;
-    try {
-      // The drain rate counts from the first recorded attempt, so start-up is not in it.
-      const started = attemptsReached(pool, 1);
-      while (!(await started())) await new Promise((resolve) => setTimeout(resolve, 20));
-      const idle = megabytes('VmHWM', status());
-      const drainStarted = process.hrtime.bigint();
-      const empty = queueEmpty(pool);
-      while (!(await empty())) await new Promise((resolve) => setTimeout(resolve, 20));
-      const seconds = Number(process.hrtime.bigint() - drainStarted) / 1e9;
-      record(
-        'rss',
-        `relayer RSS at start-up (peak until its first attempt), ${form.label}`,
-        idle,
-        'MB',
-      );
-      record(
-        'rss',
-        `relayer peak RSS, draining N at shipped defaults, ${form.label}`,
-        megabytes('VmHWM', status()),
-        'MB',
-      );
-      record('rss', `relayer drain as that process, ${form.label}`, ITEMS / seconds, 'items/s');
-    } finally {
-      child.kill('SIGTERM');
-      await exited;
-    }
+    await measureWorkerProcess(
+      child,
+      {
+        startup: `relayer RSS at start-up (peak until its first attempt), ${form.label}`,
+        peak: `relayer peak RSS, draining N at shipped defaults, ${form.label}`,
+        drain: `relayer drain as that process, ${form.label}`,
+      },
+      attemptsReached(pool, 1),
+      queueEmpty(pool),
+    );
     await assertAllDispatched(pool, ITEMS);
     await bench.retire(name);
   }
+  // graphile-worker as a process of its own, with the same options as its drains.
+  for (const [key, options] of [
+    ['tuned', GRAPHILE_TUNED],
+    ['defaults', GRAPHILE_DEFAULTS],
+  ] as const) {
+    const database = `bench_rss_graphile_${key}`;
+    const connectionString = await bench.graphile(database);
+    await addGraphileJobs(connectionString, ITEMS);
+    const jobs = new pg.Client({ connectionString });
+    await jobs.connect();
+    try {
+      const child = spawn(process.execPath, [GRAPHILE_PROCESS], {
+        env: {
+          PATH: process.env.PATH,
+          HOME: process.env.HOME,
+          DATABASE_URL: connectionString,
+          GRAPHILE_OPTIONS: JSON.stringify(options),
+        },
+        stdio: 'ignore',
+      });
+      await measureWorkerProcess(
+        child,
+        {
+          startup: `${GRAPHILE_RSS_STARTUP}, ${key}`,
+          peak: `${GRAPHILE_RSS_PEAK}, ${key}`,
+          drain: `graphile-worker drain as that process, ${key}`,
+        },
+        graphileJobDone(jobs),
+        graphileQueueEmpty(jobs),
+      );
+    } finally {
+      await jobs.end();
+    }
+    await bench.retire(database);
+  }
 }
+
+const GRAPHILE_RSS_STARTUP = 'graphile-worker RSS at start-up (peak until its first job is done)';
+const GRAPHILE_RSS_PEAK = 'graphile-worker peak RSS, draining N';
+
+/**
+ * The peak RSS (VmHWM) of a worker process the bench started: at start-up, until `started`
+ * says it has done its first item, and once `empty` says it has done them all; with its drain
+ * rate between the two. Stops it with SIGTERM.
+ */
+async function measureWorkerProcess(
+  child: ChildProcess,
+  labels: { startup: string; peak: string; drain: string },
+  started: () => Promise<boolean>,
+  empty: () => Promise<boolean>,
+): Promise<void> {
+  let exitCode: number | null | undefined;
+  const exited = new Promise((resolve) =>
+    child.once('exit', (code) => {
+      exitCode = code;
+      resolve(code);
+    }),
+  );
+  const status = () => readFileSync(`/proc/${child.pid}/status`, 'utf8');
+  const megabytes = (field: string, text: string) =>
+    Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(text)?.[1] ?? Number.NaN) / 1024;
+  const until = async (done: () => Promise<boolean>) => {
+    while (!(await done())) {
+      if (exitCode !== undefined) {
+        throw new Error(
+          `bench: ${labels.drain}: the process exited (code ${exitCode}) before it was done`,
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  };
+  try {
+    // The drain rate counts from the first item done, so start-up is not in it.
+    await until(started);
+    const idle = megabytes('VmHWM', status());
+    const drainStarted = process.hrtime.bigint();
+    await until(empty);
+    const seconds = Number(process.hrtime.bigint() - drainStarted) / 1e9;
+    record('rss', labels.startup, idle, 'MB');
+    record('rss', labels.peak, megabytes('VmHWM', status()), 'MB');
+    record('rss', labels.drain, ITEMS / seconds, 'items/s');
+  } finally {
+    if (exitCode === undefined) child.kill('SIGTERM');
+    await exited;
+  }
+}
+
+/**
+ * graphile-worker deletes a job once done. Its first 500 by id are the first it runs (the
+ * jobs were added in id order, and a local queue fetches at most 500): one of them gone is
+ * its first job done, counted through the primary key instead of counting the whole queue.
+ */
+const graphileJobDone = (client: pg.Client) => {
+  let first: string | undefined;
+  return async () => {
+    first ??= (
+      await client.query<{ first: string }>(
+        'SELECT min(id)::text AS first FROM graphile_worker._private_jobs',
+      )
+    ).rows[0]?.first;
+    const { rows } = await client.query<{ left: number }>(
+      `SELECT count(*)::int AS left FROM graphile_worker._private_jobs
+        WHERE id BETWEEN $1::bigint AND $1::bigint + 499`,
+      [first],
+    );
+    return (rows[0]?.left ?? 0) < Math.min(500, ITEMS);
+  };
+};
+
+const graphileQueueEmpty = (client: pg.Client) => async () => {
+  const { rows } = await client.query<{ pending: boolean }>(
+    'SELECT EXISTS (SELECT 1 FROM graphile_worker._private_jobs) AS pending',
+  );
+  return !rows[0]?.pending;
+};
 
 /** A loopback rail that records when each delivery arrived, keyed by the item's key. */
 async function loopbackRail() {
@@ -1456,14 +1601,29 @@ function printTable(): void {
       GRAPHILE_DRAIN_DEFAULTS,
     ),
     ratio(
-      'enqueue: relayer batch / graphile-worker add_jobs',
+      'enqueue: relayer batch / graphile-worker WorkerUtils.addJobs',
       `relayer enqueue, batches of ${ENQUEUE_CHUNK}`,
-      `graphile-worker add_jobs with job_key, batches of ${ENQUEUE_CHUNK}`,
+      GRAPHILE_ADD_JOBS,
+    ),
+    ratio(
+      'enqueue: relayer batch / graphile-worker add_jobs with payloads built by the server (reference)',
+      `relayer enqueue, batches of ${ENQUEUE_CHUNK}`,
+      GRAPHILE_ADD_JOBS_SERVER_BUILT,
     ),
     ratio(
       'enqueue: relayer single / graphile-worker add_job',
       'relayer enqueue, one call per item',
       'graphile-worker add_job with job_key, one call per job',
+    ),
+    ratio(
+      'RSS, peak while draining N: relayer defaults compiled / graphile-worker tuned (lower is better)',
+      `relayer peak RSS, draining N at shipped defaults, ${RUN_FORMS[0].label}`,
+      `${GRAPHILE_RSS_PEAK}, tuned`,
+    ),
+    ratio(
+      'RSS, peak while draining N: relayer defaults compiled / graphile-worker defaults (lower is better)',
+      `relayer peak RSS, draining N at shipped defaults, ${RUN_FORMS[0].label}`,
+      `${GRAPHILE_RSS_PEAK}, defaults`,
     ),
     ratio(
       'latency 1,000/s p99: relayer / graphile-worker (lower is better)',
