@@ -22,8 +22,8 @@
  *             process.mjs) draining N jobs, tuned and at its defaults; and each process's
  *             drain rate from its first item done
  *   latency   enqueue commit -> arrival at a loopback HTTP rail, at 200/s and 1,000/s, relayer at
- *             defaults vs graphile-worker tuned (its task POSTs to the same server), each after
- *             one unmeasured second of the same traffic
+ *             defaults vs graphile-worker tuned and at its defaults (its task POSTs to the same
+ *             server), each after one unmeasured second of the same traffic
  *   scale     the relayer's drain rate (N items, defaults) with L not-yet-due rows behind
  *             the due ones, and with L due rows (the first N, then the next N), against N
  *             with nothing else (each drain with L rows paired with one of N with nothing
@@ -1208,70 +1208,78 @@ async function latencySection(bench: Bench): Promise<void> {
       await rail.close();
     }
 
-    const peerRail = await loopbackRail();
+    await graphileLatency(bench, perSecond, 'tuned');
+    await graphileLatency(bench, perSecond, 'defaults');
+  }
+}
+
+/**
+ * graphile-worker's enqueue commit → arrival at a loopback rail at `perSecond`, tuned or at its
+ * defaults, after one unmeasured second of the same traffic.
+ */
+async function graphileLatency(
+  bench: Bench,
+  perSecond: number,
+  key: 'tuned' | 'defaults',
+): Promise<void> {
+  const database = `bench_graphile_latency_${key}_${perSecond}`;
+  const peerRail = await loopbackRail();
+  try {
+    const connectionString = await bench.graphile(database);
+    const producer = new pg.Pool({ connectionString, max: ENQUEUE_CONNECTIONS });
+    const sentAt = new Map<string, number>();
+    const keyOf = (n: number) => `graphile-${key}-${perSecond}-key-${n}`;
+    let ready: () => void = () => {};
+    const running = new Promise<void>((resolve) => (ready = resolve));
+    // The same HTTP client as the relayer's http rail (undici's request API, one Agent),
+    // so the two differ only in the queue, not in how they speak HTTP.
+    const agent = new Agent();
+    const target = new URL(peerRail.url);
+    const worker = graphileRun(
+      connectionString,
+      key === 'tuned' ? GRAPHILE_TUNED : GRAPHILE_DEFAULTS,
+      perSecond * (LATENCY_WARMUP_SECONDS + LATENCY_SECONDS),
+      async (payload) => {
+        const response = await agent.request({
+          origin: target.origin,
+          path: target.pathname,
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(payload),
+        });
+        await response.body.text();
+      },
+      () => ready(),
+    );
+    await running;
     try {
-      const connectionString = await bench.graphile(`bench_graphile_latency_${perSecond}`);
-      const producer = new pg.Pool({ connectionString, max: ENQUEUE_CONNECTIONS });
-      const sentAt = new Map<string, number>();
-      const keyOf = (n: number) => `graphile-${perSecond}-key-${n}`;
-      let ready: () => void = () => {};
-      const running = new Promise<void>((resolve) => (ready = resolve));
-      // The same HTTP client as the relayer's http rail (undici's request API, one Agent),
-      // so the two differ only in the queue, not in how they speak HTTP.
-      const agent = new Agent();
-      const target = new URL(peerRail.url);
-      const worker = graphileRun(
-        connectionString,
-        GRAPHILE_TUNED,
-        perSecond * (LATENCY_WARMUP_SECONDS + LATENCY_SECONDS),
-        async (payload) => {
-          const response = await agent.request({
-            origin: target.origin,
-            path: target.pathname,
-            method: 'POST',
-            headers: { 'content-type': 'application/json' },
-            body: JSON.stringify(payload),
-          });
-          await response.body.text();
-        },
-        () => ready(),
+      const addJob = (jobKey: string) =>
+        producer.query(`SELECT graphile_worker.add_job('noop', $1::json)`, [
+          JSON.stringify({ key: jobKey, amount: '10.00', currency: 'ZMW' }),
+        ]);
+      const warmKey = (n: number) => `graphile-${key}-${perSecond}-warm-key-${n}`;
+      const warm = await paced(
+        perSecond,
+        LATENCY_WARMUP_SECONDS,
+        (n) => addJob(warmKey(n)),
+        new Map(),
+        warmKey,
       );
-      await running;
-      try {
-        const addJob = (key: string) =>
-          producer.query(`SELECT graphile_worker.add_job('noop', $1::json)`, [
-            JSON.stringify({ key, amount: '10.00', currency: 'ZMW' }),
-          ]);
-        const warmKey = (n: number) => `graphile-${perSecond}-warm-key-${n}`;
-        const warm = await paced(
-          perSecond,
-          LATENCY_WARMUP_SECONDS,
-          (n) => addJob(warmKey(n)),
-          new Map(),
-          warmKey,
-        );
-        await waitForArrivals(peerRail.arrivals, warm);
-        measuring();
-        const total = await paced(
-          perSecond,
-          LATENCY_SECONDS,
-          (n) => addJob(keyOf(n)),
-          sentAt,
-          keyOf,
-        );
-        await waitForArrivals(peerRail.arrivals, warm + total);
-        await worker;
-      } finally {
-        await producer.end();
-        await agent.close();
-      }
-      const sorted = latencies(sentAt, peerRail.arrivals);
-      record('latency', `graphile-worker tuned, ${perSecond}/s, p50`, percentile(sorted, 50), 'ms');
-      record('latency', `graphile-worker tuned, ${perSecond}/s, p99`, percentile(sorted, 99), 'ms');
-      await bench.retire(`bench_graphile_latency_${perSecond}`);
+      await waitForArrivals(peerRail.arrivals, warm);
+      measuring();
+      const total = await paced(perSecond, LATENCY_SECONDS, (n) => addJob(keyOf(n)), sentAt, keyOf);
+      await waitForArrivals(peerRail.arrivals, warm + total);
+      await worker;
     } finally {
-      await peerRail.close();
+      await producer.end();
+      await agent.close();
     }
+    const sorted = latencies(sentAt, peerRail.arrivals);
+    record('latency', `graphile-worker ${key}, ${perSecond}/s, p50`, percentile(sorted, 50), 'ms');
+    record('latency', `graphile-worker ${key}, ${perSecond}/s, p99`, percentile(sorted, 99), 'ms');
+    await bench.retire(database);
+  } finally {
+    await peerRail.close();
   }
 }
 
