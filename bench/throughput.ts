@@ -11,7 +11,9 @@
  *   drain     N pre-enqueued no-op items: the relayer at its shipped defaults and tuned (both
  *             through the real runtime, sandbox rail latency 0, 100% DISPATCHED), its own
  *             claim + batch completion SQL driven by plain clients (and, for reference, the
- *             same claims with each batch deleted instead: what the ledger costs),
+ *             same claims with each batch deleted instead: what the ledger costs; and the
+ *             same SQL on a ledger stripped to one index with no id or checks: the least a
+ *             durable attempt row per item costs),
  *             graphile-worker tuned (concurrency 24, localQueue 500, batch delays 0) and at
  *             its defaults; then the headline pair (relayer defaults, graphile-worker tuned)
  *             again, back to back, the first to run alternating: the ratio is the median of
@@ -747,6 +749,69 @@ async function withoutLedgerReference(bench: Bench): Promise<void> {
   await bench.retire(name);
 }
 
+const STRIPPED_LEDGER = `reference, not a mode of the relayer: its SQL alone on a ledger stripped to one index (no attempt id, pay-once indexes or checks; the lease fence kept)`;
+
+/**
+ * Run as the owner on a copy made for the stripped-ledger reference only: what is left is the
+ * least a durable attempt row per item needs (the row and the (outbox_id, attempt_no) index
+ * the completion numbers attempts by) under the same lease fence. Its rate bounds what any
+ * choice of the ledger's indexes, ids and checks could give the drain.
+ */
+const LEDGER_STRIPPING = [
+  'ALTER TABLE public.payment_outbox_attempts DROP CONSTRAINT payment_outbox_attempts_pkey',
+  'DROP INDEX public.ux_attempts_one_dispatched',
+  'DROP INDEX public.ux_attempts_one_terminal_per_drive',
+  'DROP INDEX public.ix_attempts_failed',
+  'ALTER TABLE public.payment_outbox_attempts DISABLE TRIGGER trg_attempts_belong_to_item',
+  'ALTER TABLE public.payment_outbox_attempts DISABLE TRIGGER trg_attempts_check_drive',
+  "ALTER TABLE public.payment_outbox_attempts ALTER attempt_id SET DEFAULT '00000000-0000-0000-0000-000000000000'",
+];
+
+/**
+ * The relayer's claim and batch completion driven by plain clients on a queue of N (after
+ * `schemaChanges`, run by the owner before the clock starts), every item DISPATCHED once.
+ */
+async function ownSqlDrain(
+  bench: Bench,
+  name: string,
+  label: string,
+  cpuLabel: string,
+  schemaChanges: readonly string[] = [],
+): Promise<void> {
+  const pool = await filledQueue(bench, name, ITEMS);
+  for (const statement of schemaChanges) await pool.query(statement);
+  const executor = new pg.Pool({ connectionString: bench.relayerUrl(name), max: SQL_CLIENTS });
+  await resetStatementTimes(bench, name);
+  const meter = await cpuMeter(bench, name, 'bench_relayer');
+  try {
+    await rate('drain', label, ITEMS, () =>
+      claimUntilEmpty(executor, (workerId, claimed) =>
+        completeOutboxBatch(
+          executor,
+          workerId,
+          claimed.map((item) => ({
+            outboxId: item.outboxId,
+            leaseToken: item.leaseToken,
+            state: 'DISPATCHED' as const,
+            railReference: `ref-${item.outboxId}`,
+            railCode: null,
+            errorCode: null,
+            errorMessage: null,
+            latencyMs: 0,
+            retryDelaySeconds: null,
+          })),
+        ),
+      ),
+    );
+    await meter.record(cpuLabel, ITEMS);
+  } finally {
+    await executor.end();
+  }
+  await assertAllDispatched(pool, ITEMS);
+  await statementTimes(bench, name, cpuLabel, ITEMS);
+  await bench.retire(name);
+}
+
 const DRAIN_DEFAULTS = `relayer drain, shipped defaults (${DEFAULTS.concurrency} slots, claim ${DEFAULTS.batchSize})`;
 const DRAIN_TUNED = `relayer drain, tuned (${TUNED_CONCURRENCY} slots, claim ${TUNED_BATCH})`;
 const GRAPHILE_DRAIN_TUNED =
@@ -846,38 +911,14 @@ async function drainSection(bench: Bench): Promise<void> {
   });
 
   // The relayer's own SQL with nothing around it: the ceiling the pipeline is measured against.
-  const name = 'bench_drain_sql';
-  const pool = await filledQueue(bench, name, ITEMS);
-  const executor = new pg.Pool({ connectionString: bench.relayerUrl(name), max: SQL_CLIENTS });
-  await resetStatementTimes(bench, name);
-  const meter = await cpuMeter(bench, name, 'bench_relayer');
-  try {
-    await rate('drain', SQL_ALONE, ITEMS, () =>
-      claimUntilEmpty(executor, (workerId, claimed) =>
-        completeOutboxBatch(
-          executor,
-          workerId,
-          claimed.map((item) => ({
-            outboxId: item.outboxId,
-            leaseToken: item.leaseToken,
-            state: 'DISPATCHED' as const,
-            railReference: `ref-${item.outboxId}`,
-            railCode: null,
-            errorCode: null,
-            errorMessage: null,
-            latencyMs: 0,
-            retryDelaySeconds: null,
-          })),
-        ),
-      ),
-    );
-    await meter.record('relayer SQL alone', ITEMS);
-  } finally {
-    await executor.end();
-  }
-  await assertAllDispatched(pool, ITEMS);
-  await statementTimes(bench, name, 'relayer SQL alone', ITEMS);
-  await bench.retire(name);
+  await ownSqlDrain(bench, 'bench_drain_sql', SQL_ALONE, 'relayer SQL alone');
+  await ownSqlDrain(
+    bench,
+    'bench_drain_sql_stripped',
+    STRIPPED_LEDGER,
+    'stripped ledger',
+    LEDGER_STRIPPING,
+  );
   await withoutLedgerReference(bench);
 
   headline.graphile.push(await graphileDrain(bench, 'tuned'));
@@ -1611,6 +1652,12 @@ function printTable(): void {
       SQL_ALONE,
       WITHOUT_LEDGER,
     ),
+    ratio(
+      'drain: its own SQL on the stripped ledger (reference) / graphile-worker tuned',
+      STRIPPED_LEDGER,
+      GRAPHILE_DRAIN_TUNED,
+    ),
+    ratio('drain: its own SQL alone / on the stripped ledger', SQL_ALONE, STRIPPED_LEDGER),
     ratio(
       'drain: relayer defaults / graphile-worker defaults',
       DRAIN_DEFAULTS,
