@@ -16,7 +16,10 @@ function databaseUrl(option: string | undefined, command: string): string {
 
 function parseLimitValue(raw: string): number {
   if (!/^\d{1,9}$/.test(raw)) {
-    throw new CliError(`limits set: --value must be a whole number, got ${JSON.stringify(raw)}`, 2);
+    throw new CliError(
+      `limits set: --value must be a whole number in digits only (no sign, point or exponent; \`limits show\` prints the current values), got ${JSON.stringify(raw)}`,
+      2,
+    );
   }
   return Number(raw);
 }

@@ -24,10 +24,21 @@ interface SetOptions {
   databaseUrl?: string;
 }
 
-function wholeNumber(option: string, raw: string | undefined): number | undefined {
+// The database checks each range again and names it; these say what to type instead.
+const RANGES = {
+  '--max-per-second': 'from 0 to 100000 (0 removes the limit)',
+  '--breaker-threshold': 'from 0 to 1000 (0 removes the breaker)',
+  '--breaker-cooldown-seconds': 'of seconds from 1 to 86400',
+  '--breaker-max-cooldown-seconds': 'of seconds from the cool-down to 86400',
+} as const;
+
+function wholeNumber(option: keyof typeof RANGES, raw: string | undefined): number | undefined {
   if (raw === undefined) return undefined;
   if (!/^\d{1,9}$/.test(raw)) {
-    throw new CliError(`rail set: ${option} must be a whole number, got ${JSON.stringify(raw)}`, 2);
+    throw new CliError(
+      `rail set: ${option} must be a whole number ${RANGES[option]}, in digits only, got ${JSON.stringify(raw)}`,
+      2,
+    );
   }
   return Number(raw);
 }

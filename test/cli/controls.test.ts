@@ -251,7 +251,11 @@ describe('symphony-relay rail set / show', () => {
     [['rail', 'set', 'bank', '--reason', 'r'], 'nothing to change'],
     [
       ['rail', 'set', 'bank', '--max-per-second', 'fast', '--reason', 'r'],
-      '--max-per-second must be a whole number',
+      '--max-per-second must be a whole number from 0 to 100000 (0 removes the limit), in digits only, got "fast"',
+    ],
+    [
+      ['rail', 'set', 'bank', '--breaker-cooldown-seconds', '-1', '--reason', 'r'],
+      '--breaker-cooldown-seconds must be a whole number of seconds from 1 to 86400, in digits only, got "-1"',
     ],
     [
       ['rail', 'set', 'bank', '--ordered', '--unordered', '--reason', 'r'],
