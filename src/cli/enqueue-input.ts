@@ -3,7 +3,7 @@
  * anything malformed with a message that says where and what. Payload contents never
  * appear in a message: they are payment instructions.
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import type { EnqueueRequest } from '../db/outbox.ts';
 import { CliError } from './errors.ts';
 
@@ -62,19 +62,43 @@ export interface FileItem {
 }
 
 /**
+ * A file is one transaction, which holds its participants' sequence numbers until it
+ * commits, so it is bounded like the database's batch call (10,000 items); the byte bound
+ * keeps the whole file, read at once to be checked whole, well inside one process's memory.
+ */
+export const MAX_FILE_ITEMS = 10_000;
+export const MAX_FILE_BYTES = 256 * 1024 * 1024;
+
+/**
  * Every item of a JSON-lines file, each `{instructionId, participantId, idempotencyKey,
  * railType, payload}`. The whole file is checked before anything is enqueued, so a typo on
  * line 900 cannot leave the first 899 items half-submitted. Blank lines are skipped.
  */
 export async function requestsFromFile(file: string): Promise<FileItem[]> {
+  const split = `split it, e.g. split -l ${MAX_FILE_ITEMS} ${file} part-, and enqueue each part`;
   let text: string;
   try {
+    const { size } = await stat(file);
+    if (size > MAX_FILE_BYTES) {
+      throw new CliError(
+        `enqueue: ${file} is ${size} bytes; a file may hold at most ${MAX_FILE_BYTES} bytes: ${split}; nothing was enqueued`,
+        2,
+      );
+    }
     text = await readFile(file, 'utf8');
   } catch (error) {
+    if (error instanceof CliError) throw error;
     throw new CliError(`enqueue: cannot read ${file}: ${(error as Error).message}`, 2);
   }
-  const items: FileItem[] = [];
   const lines = text.split('\n');
+  const itemCount = lines.reduce((count, raw) => (raw.trim() === '' ? count : count + 1), 0);
+  if (itemCount > MAX_FILE_ITEMS) {
+    throw new CliError(
+      `enqueue: ${file} holds ${itemCount} items; a file may hold at most ${MAX_FILE_ITEMS} (one transaction): ${split}; nothing was enqueued`,
+      2,
+    );
+  }
+  const items: FileItem[] = [];
   for (const [index, raw] of lines.entries()) {
     const line = index + 1;
     if (raw.trim() === '') continue;

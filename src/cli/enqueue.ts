@@ -1,7 +1,13 @@
 import type { Command } from 'commander';
 import { enqueuePaymentOutbox, type EnqueueRequest, type EnqueueResult } from '../db/outbox.ts';
 import { databaseFailure, inTransaction, withDatabaseSession } from './database-session.ts';
-import { requestFromFlags, requestsFromFile, type EnqueueFlags } from './enqueue-input.ts';
+import {
+  MAX_FILE_BYTES,
+  MAX_FILE_ITEMS,
+  requestFromFlags,
+  requestsFromFile,
+  type EnqueueFlags,
+} from './enqueue-input.ts';
 import { CliError, requireDatabaseUrl } from './errors.ts';
 
 const ROLE = 'symphony_ingest';
@@ -85,7 +91,8 @@ export function registerEnqueueCommand(program: Command): void {
     .option(
       '--file <items.jsonl>',
       'JSON lines, one {instructionId, participantId, idempotencyKey, railType, payload[, traceparent]} per line; ' +
-        'every line is checked first and the file is enqueued all-or-nothing',
+        'every line is checked first and the file is enqueued all-or-nothing; ' +
+        `at most ${MAX_FILE_ITEMS} items and ${MAX_FILE_BYTES / 1024 / 1024} MiB per file`,
     )
     .option(
       '--database-url <url>',

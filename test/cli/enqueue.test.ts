@@ -1,4 +1,6 @@
+import { truncate } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
+import { MAX_FILE_BYTES, MAX_FILE_ITEMS } from '../../src/cli/enqueue-input.ts';
 import { runCli, scratchDirectory } from '../support/cli.ts';
 import { freshDatabase } from '../support/database.ts';
 import { uniquePrefix } from '../support/outbox-fixtures.ts';
@@ -185,6 +187,40 @@ describe('symphony-relay enqueue (as symphony_ingest)', () => {
     );
     expect(first.stderr + second.stderr).not.toContain(SECRET_ACCOUNT);
     expect(await queuedRows(prefix)).toEqual([]);
+  });
+
+  it('a file over the item or byte bound is refused whole before anything is read or enqueued', async () => {
+    const prefix = uniquePrefix('cli-bound');
+    const items = Array.from({ length: MAX_FILE_ITEMS + 1 }, (_, n) =>
+      item(prefix, n + 1, `${prefix}-${n % 7}`),
+    );
+    const tooMany = await files.write(`${prefix}-many.jsonl`, jsonLines(items));
+    // Sparse: the size is refused from the file's metadata, so nothing is written or read.
+    const tooLarge = await files.write(`${prefix}-large.jsonl`, '');
+    await truncate(tooLarge, MAX_FILE_BYTES + 1);
+
+    const many = await runCli(['enqueue', '--file', tooMany], { DATABASE_URL: producer.url });
+    const large = await runCli(['enqueue', '--file', tooLarge], { DATABASE_URL: producer.url });
+
+    expect(many.code).toBe(2);
+    expect(many.stderr).toBe(
+      `symphony-relay: enqueue: ${tooMany} holds ${MAX_FILE_ITEMS + 1} items; a file may hold at most ` +
+        `${MAX_FILE_ITEMS} (one transaction): split it, e.g. split -l ${MAX_FILE_ITEMS} ${tooMany} part-, ` +
+        'and enqueue each part; nothing was enqueued\n',
+    );
+    expect(large.code).toBe(2);
+    expect(large.stderr).toContain(
+      `enqueue: ${tooLarge} is ${MAX_FILE_BYTES + 1} bytes; a file may hold at most ${MAX_FILE_BYTES} bytes`,
+    );
+    expect(large.stderr.trim().split('\n')).toHaveLength(1);
+    expect(await queuedRows(prefix)).toEqual([]);
+
+    // At the bound itself the file goes in whole.
+    const atBound = await files.write(`${prefix}-at.jsonl`, jsonLines(items.slice(1)));
+    const accepted = await runCli(['enqueue', '--file', atBound], { DATABASE_URL: producer.url });
+    expect(accepted, accepted.stderr).toMatchObject({ code: 0 });
+    expect(accepted.stderr).toContain(`${MAX_FILE_ITEMS} enqueued, 0 already present`);
+    expect(await queuedRows(prefix)).toHaveLength(MAX_FILE_ITEMS);
   });
 
   it('a file is enqueued all-or-nothing: a database refusal on line 3 rolls back lines 1 and 2', async () => {
