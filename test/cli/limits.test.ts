@@ -3,6 +3,7 @@
  * one-line answers and exit codes, the change in the audit trail.
  */
 import { describe, expect, it } from 'vitest';
+import { outboxCurrentLimits } from '../../src/db/outbox.ts';
 import { runCli } from '../support/cli.ts';
 import { freshDatabase } from '../support/database.ts';
 
@@ -12,10 +13,7 @@ const reader = await db.createLoginRole(['symphony_readonly']);
 const asOperator = { DATABASE_URL: operator.url };
 
 async function retryCeiling(): Promise<number> {
-  const { rows } = await db.owner.query<{ retry_ceiling: number }>(
-    'SELECT retry_ceiling FROM public.outbox_limits',
-  );
-  return rows[0]!.retry_ceiling;
+  return (await outboxCurrentLimits(db.owner)).retryCeiling;
 }
 
 describe('symphony-relay limits', () => {
